@@ -1,0 +1,15 @@
+"""Prefect blocks: where flowkit-prefect's configuration and credentials live."""
+
+from flowkit_prefect.blocks.chat_models import ChatModelBlock, LocalChatModel, OpenAIChatModel
+from flowkit_prefect.blocks.embedders import EmbedderBlock, LocalEmbedder, OpenAIEmbedder
+from flowkit_prefect.blocks.qdrant import QdrantStore
+
+__all__ = [
+    "ChatModelBlock",
+    "EmbedderBlock",
+    "LocalChatModel",
+    "LocalEmbedder",
+    "OpenAIChatModel",
+    "OpenAIEmbedder",
+    "QdrantStore",
+]

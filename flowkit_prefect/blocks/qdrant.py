@@ -1,0 +1,200 @@
+"""The Qdrant block: one code path for the embedded local store and a Qdrant server."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect.blocks.core import Block
+from prefect.logging import get_logger
+from pydantic import Field, SecretStr, field_validator
+from qdrant_client import QdrantClient
+
+from flowkit_prefect.exceptions import ConfigurationError, StoreBusyError
+
+logger = get_logger("flowkit.qdrant")
+
+
+@dataclass
+class _Shared:
+    """A client shared by every task of one process that uses the same store."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    client: QdrantClient | None = None
+    refs: int = 0
+    exit_stack: contextlib.ExitStack | None = None
+
+
+_shared: dict[str, _Shared] = {}
+_shared_lock = threading.Lock()
+
+
+class QdrantStore(Block):
+    """Where vectors live: ``:memory:``, a local folder (embedded Qdrant), or a server URL.
+
+    Use ``session()`` rather than ``get_client()`` inside flows: for a local folder it waits for
+    the store's Prefect global concurrency limit, because embedded Qdrant allows one process per
+    folder and every deployment run is its own process.
+
+    Example:
+        ```python
+        from flowkit_prefect import QdrantStore
+
+        with QdrantStore(location="http://127.0.0.1:6333").session() as client:
+            print(client.get_collections())
+        ```
+    """
+
+    _block_type_name = "Flowkit Qdrant Store"
+    _block_type_slug = "flowkit-qdrant-store"
+    _description = "A Qdrant vector store: in memory, an embedded local folder, or a server URL."
+    _documentation_url = "https://github.com/flowkit-prefect/flowkit-prefect#blocks"
+
+    location: str = Field(
+        default=":memory:",
+        description=(
+            "':memory:' (this process only), a folder path for embedded Qdrant (one process at a "
+            "time; runs queue on a global concurrency limit), or a server URL (http://...)."
+        ),
+    )
+    api_key: SecretStr | None = Field(default=None, description="API key of a Qdrant server.")
+    timeout: int = Field(default=30, ge=1, description="Seconds per request to a Qdrant server.")
+    lock_timeout_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="How long a run waits for a local folder another run is using.",
+    )
+
+    @field_validator("location")
+    @classmethod
+    def _location_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("location is empty: use ':memory:', a folder path, or a server URL")
+        return value.strip()
+
+    @property
+    def is_server(self) -> bool:
+        """True when ``location`` is a server URL."""
+        return self.location.startswith(("http://", "https://"))
+
+    @property
+    def is_memory(self) -> bool:
+        """True for the in-process ``:memory:`` store."""
+        return self.location == ":memory:"
+
+    def local_path(self) -> Path:
+        """The folder of an embedded store, with ``~`` and environment variables expanded."""
+        return Path(os.path.expandvars(os.path.expanduser(self.location))).resolve()
+
+    def lock_name(self) -> str:
+        """Name of the global concurrency limit that guards an embedded store's folder."""
+        digest = hashlib.sha1(str(self.local_path()).encode()).hexdigest()[:12]
+        return f"flowkit-qdrant-local-{digest}"
+
+    def _key(self) -> str:
+        if self.is_server:
+            return f"url:{self.location}"
+        if self.is_memory:
+            return f"memory:{self._block_document_id or id(self)}"
+        return f"path:{self.local_path()}"
+
+    def get_client(self) -> QdrantClient:
+        """A new ``QdrantClient`` for this location. The caller closes it.
+
+        For a local folder prefer ``session()``, which also takes the cross-process lock.
+        """
+        if self.is_server:
+            api_key = self.api_key.get_secret_value() if self.api_key else None
+            return QdrantClient(url=self.location, api_key=api_key, timeout=self.timeout)
+        if self.is_memory:
+            return QdrantClient(location=":memory:")
+        path = self.local_path()
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            return QdrantClient(path=str(path))
+        except RuntimeError as exc:  # "Storage folder ... is already accessed by another instance"
+            raise StoreBusyError(
+                f"The embedded Qdrant folder {path} is open in another process. Open it through "
+                "QdrantStore.session(), which queues runs on a global concurrency limit, or point "
+                "the block at a Qdrant server URL for concurrent access."
+            ) from exc
+
+    def _acquire_folder_lock(self, stack: contextlib.ExitStack) -> None:
+        from prefect import get_client
+        from prefect.concurrency.sync import concurrency
+        from prefect.exceptions import ObjectAlreadyExists
+
+        name = self.lock_name()
+        with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+            # create-if-missing; a concurrent creator winning the race is fine
+            client.upsert_global_concurrency_limit_by_name(name, 1)
+        logger.debug("Waiting for the embedded Qdrant store %s (%s)", self.local_path(), name)
+        try:
+            stack.enter_context(
+                concurrency(
+                    name,
+                    occupy=1,
+                    timeout_seconds=self.lock_timeout_seconds,
+                    strict=True,
+                    raise_on_lease_renewal_failure=False,
+                )
+            )
+        except TimeoutError as exc:
+            raise StoreBusyError(
+                f"Waited {self.lock_timeout_seconds:.0f} s for the embedded Qdrant store "
+                f"{self.local_path()}, which another run is using. Raise the block's "
+                "lock_timeout_seconds, or use a Qdrant server URL for concurrent runs."
+            ) from exc
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[QdrantClient]:
+        """A client for the duration of a ``with`` block, shared by the tasks of this process.
+
+        ``:memory:`` stores live as long as the block object; a local folder is opened once per
+        process and closed (releasing it to other runs) when the last session ends.
+        """
+        key = self._key()
+        with _shared_lock:
+            shared = _shared.setdefault(key, _Shared())
+        with shared.lock:
+            if shared.client is None:
+                stack = contextlib.ExitStack()
+                try:
+                    if not self.is_server and not self.is_memory:
+                        self._acquire_folder_lock(stack)
+                    shared.client = self.get_client()
+                except BaseException:
+                    stack.close()
+                    raise
+                shared.exit_stack = stack
+            shared.refs += 1
+            client = shared.client
+        try:
+            yield client
+        finally:
+            with shared.lock:
+                shared.refs -= 1
+                if shared.refs == 0 and not self.is_memory:
+                    try:
+                        client.close()
+                    finally:
+                        shared.client = None
+                        if shared.exit_stack is not None:
+                            shared.exit_stack.close()
+                            shared.exit_stack = None
+
+    def check(self) -> None:
+        """Fail with a clear message when the store cannot be reached."""
+        with self.session() as client:
+            try:
+                client.get_collections()
+            except Exception as exc:
+                raise ConfigurationError(
+                    f"Cannot reach Qdrant at {self.location!r}: {exc}. Check the block's "
+                    "location and api_key."
+                ) from exc

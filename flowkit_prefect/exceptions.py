@@ -1,0 +1,61 @@
+"""Exceptions raised by flowkit-prefect.
+
+Every error says what went wrong and what to do about it. Foreign exceptions (Qdrant, llama.cpp,
+LangChain) are translated at one boundary with ``raise ... from exc``::
+
+    FlowkitError
+    ├── ConfigurationError          a block or parameter is wrong; fix the configuration
+    │   └── MissingDependencyError  an optional extra is not installed
+    ├── SourceNotFoundError         a documents folder or file does not exist
+    ├── CollectionDimensionError    the Qdrant collection stores vectors of another size
+    ├── StoreBusyError              the embedded Qdrant store stayed locked past the timeout
+    └── ModelOutputError            the chat model's output could not be used
+"""
+
+from __future__ import annotations
+
+
+class FlowkitError(Exception):
+    """Base class of every error raised by flowkit-prefect."""
+
+
+class ConfigurationError(FlowkitError):
+    """A block, setting or parameter is invalid; the message says which and how to fix it."""
+
+
+class MissingDependencyError(ConfigurationError):
+    """An optional dependency is needed for the configured provider."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the '{package}' package. Install it with "
+            f"`pip install 'flowkit-prefect[{extra}]'` (or `make install`)."
+        )
+        self.package = package
+        self.extra = extra
+
+
+class SourceNotFoundError(FlowkitError):
+    """A documents folder or file to ingest does not exist."""
+
+
+class CollectionDimensionError(FlowkitError):
+    """An existing collection stores vectors of a size the embedder does not produce."""
+
+    def __init__(self, collection: str, stored: int | None, expected: int) -> None:
+        super().__init__(
+            f"Qdrant collection '{collection}' stores {stored}-dimensional vectors but the "
+            f"embedder produces {expected}-dimensional ones. Ingest into a new collection name, "
+            f"or pass recreate_collection=True to drop and rebuild '{collection}' with this embedder."
+        )
+        self.collection = collection
+        self.stored = stored
+        self.expected = expected
+
+
+class StoreBusyError(FlowkitError):
+    """Another run held the embedded Qdrant store for longer than the configured wait."""
+
+
+class ModelOutputError(FlowkitError):
+    """The chat model returned output that could not be parsed into the expected shape."""

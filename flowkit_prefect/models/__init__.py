@@ -1,0 +1,1 @@
+"""LangChain model classes that run offline, inside the worker process."""

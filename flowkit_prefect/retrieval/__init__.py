@@ -1,0 +1,1 @@
+"""Retrieval tasks: load → chunk → embed → idempotent upsert, search, and cited answers."""

@@ -1,0 +1,249 @@
+"""Qdrant operations: collections, idempotent upserts, stale-chunk deletion and search.
+
+Functions here take a ``QdrantClient``; the tasks in ``flowkit_prefect.retrieval.tasks`` wrap
+them with Prefect. Points use one named dense vector, ``dense``, and this payload:
+``text, source, scope, chunk_index, doc_hash, metadata``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+
+from flowkit_prefect.exceptions import CollectionDimensionError, ConfigurationError
+from flowkit_prefect.retrieval.types import Chunk, SearchHit
+
+DENSE_VECTOR = "dense"
+_RETRIEVE_BATCH = 1000
+
+
+def ensure_collection(
+    client: QdrantClient,
+    collection: str,
+    dimension: int,
+    *,
+    recreate: bool = False,
+    payload_indexes: bool = False,
+) -> bool:
+    """Create ``collection`` for ``dimension``-d cosine vectors unless it exists; True if created.
+
+    An existing collection of another vector size raises ``CollectionDimensionError``.
+    ``payload_indexes`` adds keyword indexes on ``source`` and ``scope`` (a server uses them;
+    embedded Qdrant has none).
+    """
+    if not collection or not collection.strip():
+        raise ConfigurationError("The collection name is empty: pass a collection name.")
+    exists = client.collection_exists(collection)
+    if exists and recreate:
+        client.delete_collection(collection)
+        exists = False
+    if exists:
+        vectors = client.get_collection(collection).config.params.vectors
+        params = vectors.get(DENSE_VECTOR) if isinstance(vectors, Mapping) else None
+        stored = params.size if params is not None else getattr(vectors, "size", None)
+        if params is None or stored != dimension:
+            raise CollectionDimensionError(collection, stored, dimension)
+        return False
+    client.create_collection(
+        collection,
+        vectors_config={
+            DENSE_VECTOR: models.VectorParams(size=dimension, distance=models.Distance.COSINE)
+        },
+    )
+    if payload_indexes:
+        for field in ("source", "scope"):
+            client.create_payload_index(collection, field, models.PayloadSchemaType.KEYWORD)
+    return True
+
+
+def existing_doc_hashes(
+    client: QdrantClient, collection: str, chunk_ids: Sequence[str]
+) -> dict[str, str]:
+    """``chunk_id -> doc_hash`` for the given ids that are already stored."""
+    found: dict[str, str] = {}
+    for start in range(0, len(chunk_ids), _RETRIEVE_BATCH):
+        records = client.retrieve(
+            collection,
+            ids=list(chunk_ids[start : start + _RETRIEVE_BATCH]),
+            with_payload=["doc_hash"],
+            with_vectors=False,
+        )
+        for record in records:
+            found[str(record.id)] = str((record.payload or {}).get("doc_hash", ""))
+    return found
+
+
+def plan_changes(
+    chunks: Sequence[Chunk], stored: Mapping[str, str]
+) -> tuple[list[Chunk], set[str], set[str]]:
+    """Split chunks into (to write, unchanged sources, changed-or-new sources).
+
+    A source is unchanged when every one of its chunk ids is stored with its current doc hash.
+    """
+    by_source: dict[str, list[Chunk]] = defaultdict(list)
+    for chunk in chunks:
+        by_source[chunk.source].append(chunk)
+    to_write: list[Chunk] = []
+    unchanged: set[str] = set()
+    changed: set[str] = set()
+    for source, source_chunks in by_source.items():
+        if all(stored.get(c.chunk_id) == c.doc_hash for c in source_chunks):
+            unchanged.add(source)
+        else:
+            changed.add(source)
+            to_write.extend(source_chunks)
+    return to_write, unchanged, changed
+
+
+def upsert_chunks(
+    client: QdrantClient,
+    collection: str,
+    chunks: Sequence[Chunk],
+    vectors: Sequence[Sequence[float]],
+    scope: str,
+) -> int:
+    """Write chunks with their vectors (idempotent: point ids are the chunk ids)."""
+    if len(chunks) != len(vectors):
+        raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+    if not chunks:
+        return 0
+    points = [
+        models.PointStruct(
+            id=chunk.chunk_id,
+            vector={DENSE_VECTOR: list(vector)},
+            payload={
+                "text": chunk.text,
+                "source": chunk.source,
+                "scope": scope,
+                "chunk_index": chunk.chunk_index,
+                "doc_hash": chunk.doc_hash,
+                "metadata": chunk.metadata,
+            },
+        )
+        for chunk, vector in zip(chunks, vectors, strict=True)
+    ]
+    client.upsert(collection, points=points, wait=True)
+    return len(points)
+
+
+def _count(client: QdrantClient, collection: str, flt: models.Filter) -> int:
+    return client.count(collection, count_filter=flt, exact=True).count
+
+
+def delete_stale(
+    client: QdrantClient,
+    collection: str,
+    scope: str,
+    keep_ids: Iterable[str],
+    sources: Iterable[str] | None = None,
+) -> int:
+    """Delete points of ``scope`` (limited to ``sources`` when given) not in ``keep_ids``.
+
+    With ``sources`` it removes the old chunks of changed documents; without, it removes every
+    chunk of the scope that the current corpus no longer has (documents deleted since).
+    """
+    must: list[models.Condition] = [
+        models.FieldCondition(key="scope", match=models.MatchValue(value=scope))
+    ]
+    if sources is not None:
+        source_list = sorted(set(sources))
+        if not source_list:
+            return 0
+        must.append(models.FieldCondition(key="source", match=models.MatchAny(any=source_list)))
+    keep = sorted(set(keep_ids))
+    must_not: list[models.Condition] = [models.HasIdCondition(has_id=keep)] if keep else []
+    flt = models.Filter(must=must, must_not=must_not)
+    stale = _count(client, collection, flt)
+    if stale:
+        client.delete(collection, points_selector=models.FilterSelector(filter=flt), wait=True)
+    return stale
+
+
+def stale_sources(
+    client: QdrantClient, collection: str, scope: str, current: set[str]
+) -> dict[str, int]:
+    """Sources stored under ``scope`` that are not in ``current``, with their chunk counts."""
+    counts: dict[str, int] = defaultdict(int)
+    offset = None
+    flt = models.Filter(
+        must=[models.FieldCondition(key="scope", match=models.MatchValue(value=scope))]
+    )
+    while True:
+        records, offset = client.scroll(
+            collection, scroll_filter=flt, limit=1000, offset=offset, with_payload=["source"]
+        )
+        for record in records:
+            source = str((record.payload or {}).get("source", ""))
+            if source not in current:
+                counts[source] += 1
+        if offset is None:
+            return dict(counts)
+
+
+def build_filter(conditions: Mapping[str, Any] | models.Filter | None) -> models.Filter | None:
+    """A Qdrant filter from ``{"source": "a.md", "metadata.lang": ["en", "de"]}``.
+
+    Each key must match: a scalar by equality, a list by any of its values. A ready
+    ``models.Filter`` passes through.
+    """
+    if conditions is None or isinstance(conditions, models.Filter):
+        return conditions
+    if not isinstance(conditions, Mapping):
+        raise ConfigurationError(
+            f"A search filter must be a mapping of payload keys to values, got {conditions!r}"
+        )
+    must: list[models.Condition] = []
+    for key, value in conditions.items():
+        if isinstance(value, list | tuple | set):
+            must.append(models.FieldCondition(key=key, match=models.MatchAny(any=list(value))))
+        elif isinstance(value, str | int | bool):
+            must.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
+        else:
+            raise ConfigurationError(
+                f"Filter value for {key!r} must be a string, integer, boolean or a list of them; "
+                f"got {type(value).__name__}"
+            )
+    return models.Filter(must=must) if must else None
+
+
+def search(
+    client: QdrantClient,
+    collection: str,
+    vector: Sequence[float],
+    *,
+    top_k: int = 5,
+    conditions: Mapping[str, Any] | models.Filter | None = None,
+    score_threshold: float | None = None,
+) -> list[SearchHit]:
+    """The ``top_k`` chunks closest to ``vector`` that match ``conditions``."""
+    if not client.collection_exists(collection):
+        raise ConfigurationError(
+            f"Qdrant collection {collection!r} does not exist: run the rag-ingest flow into it "
+            "first, or check the collection name."
+        )
+    response = client.query_points(
+        collection,
+        query=list(vector),
+        using=DENSE_VECTOR,
+        limit=top_k,
+        query_filter=build_filter(conditions),
+        score_threshold=score_threshold,
+        with_payload=True,
+    )
+    hits = []
+    for point in response.points:
+        payload = point.payload or {}
+        hits.append(
+            SearchHit(
+                chunk_id=str(point.id),
+                source=str(payload.get("source", "")),
+                text=str(payload.get("text", "")),
+                score=float(point.score),
+                chunk_index=int(payload.get("chunk_index", 0)),
+                metadata=dict(payload.get("metadata") or {}),
+            )
+        )
+    return hits

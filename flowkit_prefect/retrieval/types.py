@@ -1,0 +1,114 @@
+"""The data that flows between retrieval tasks. Plain pydantic models: they serialize into
+Prefect results and across processes unchanged."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class IngestRecord(BaseModel):
+    """One document given inline instead of as a file."""
+
+    id: str = Field(description="Stable id of the document; chunk ids derive from it.")
+    text: str = Field(description="The document's text.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Stored with each chunk.")
+
+
+class SourceDocument(BaseModel):
+    """A loaded document: its stable source id, text and metadata."""
+
+    source: str
+    text: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class SkippedSource(BaseModel):
+    """An input that was not ingested, and why."""
+
+    source: str
+    reason: str
+
+
+class LoadResult(BaseModel):
+    """What loading found: the documents, the skipped inputs, and how many inputs there were."""
+
+    documents: list[SourceDocument] = Field(default_factory=list)
+    skipped: list[SkippedSource] = Field(default_factory=list)
+
+    @property
+    def found(self) -> int:
+        """Every input seen: ``found == len(documents) + len(skipped)`` always holds."""
+        return len(self.documents) + len(self.skipped)
+
+
+class Chunk(BaseModel):
+    """A piece of a document, with the deterministic id of its Qdrant point."""
+
+    chunk_id: str
+    source: str
+    chunk_index: int
+    text: str
+    doc_hash: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class SearchHit(BaseModel):
+    """One search result."""
+
+    chunk_id: str
+    source: str
+    text: str
+    score: float
+    chunk_index: int = 0
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+SourceStatus = Literal["ingested", "updated", "unchanged", "skipped", "deleted"]
+
+
+class SourceReport(BaseModel):
+    """One row of the ingest summary."""
+
+    source: str
+    status: SourceStatus
+    chunks: int = 0
+    reason: str = ""
+
+
+class IngestSummary(BaseModel):
+    """The result of an ingest: every input accounted for."""
+
+    collection: str
+    found: int
+    ingested: int
+    skipped: int
+    chunks_written: int
+    chunks_deleted: int
+    sources: list[SourceReport]
+
+    @property
+    def accounted(self) -> bool:
+        """``ingested + skipped == found``: no input silently disappeared."""
+        return self.ingested + self.skipped == self.found
+
+
+class Citation(BaseModel):
+    """A chunk an answer relies on."""
+
+    label: str
+    chunk_id: str
+    source: str
+    excerpt: str
+
+
+class RagAnswer(BaseModel):
+    """An answer with the chunks it cites."""
+
+    question: str
+    answer: str
+    answer_found: bool
+    citations: list[Citation] = Field(default_factory=list)
+    model: str = ""
+    retrieved: int = 0

@@ -1,0 +1,112 @@
+"""Deterministic LangChain test doubles, for flowkit-prefect's tests and for yours.
+
+They fake the remote provider at the LangChain interface, so everything above it (tasks, flows,
+Prefect, Qdrant) runs for real::
+
+    from flowkit_prefect.testing import FakeChatModel, HashEmbeddings
+
+    model = FakeChatModel(responses=['{"answer": "42", "cited_chunk_ids": [], "answer_found": true}'])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import Runnable
+from pydantic import BaseModel, ConfigDict, Field
+
+from flowkit_prefect.models.structured import json_schema_structured_output
+
+__all__ = ["FakeChatModel", "HashEmbeddings"]
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+class FakeChatModel(BaseChatModel):
+    """A chat model that replies from a script: a list of replies, or a function of the messages.
+
+    ``responses`` are returned in order (the last one repeats); ``respond`` wins when given and
+    receives the messages plus the call's keyword arguments (e.g. ``response_format``). Every call
+    is recorded in ``calls``. Token usage is reported as word counts, so cost accounting can be
+    tested too.
+    """
+
+    responses: list[str] = Field(default_factory=lambda: ["ok"])
+    respond: Callable[..., str] | None = None
+    model_name: str = "fake-chat-model"
+    calls: list[list[BaseMessage]] = Field(default_factory=list)
+
+    @property
+    def _llm_type(self) -> str:
+        return "flowkit-fake"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name}
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        index = len(self.calls)
+        self.calls.append(list(messages))
+        if self.respond is not None:
+            text = self.respond(messages, **kwargs)
+        else:
+            text = self.responses[min(index, len(self.responses) - 1)]
+        input_tokens = sum(len(m.text.split()) for m in messages)
+        output_tokens = len(text.split())
+        message = AIMessage(
+            content=text,
+            usage_metadata={
+                "input_tokens": input_tokens,
+                "output_tokens": output_tokens,
+                "total_tokens": input_tokens + output_tokens,
+            },
+            response_metadata={"model_name": self.model_name},
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def with_structured_output(
+        self, schema: dict[str, Any] | type, *, include_raw: bool = False, **kwargs: Any
+    ) -> Runnable[Any, Any]:
+        """Parse the scripted reply as JSON into ``schema``."""
+        return json_schema_structured_output(self, schema, include_raw=include_raw)
+
+
+class HashEmbeddings(BaseModel, Embeddings):
+    """Bag-of-words embeddings by feature hashing: deterministic, instant, and still semantic
+    enough that a query shares a direction with passages that use its words."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dimension: int = Field(default=64, ge=8)
+
+    def _vector(self, text: str) -> list[float]:
+        vector = [0.0] * self.dimension
+        for word in _WORD.findall(text.lower()):
+            digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+            slot = int.from_bytes(digest[:4], "little") % self.dimension
+            vector[slot] += 1.0 if digest[4] & 1 else -1.0
+        norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+        return [v / norm for v in vector]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed passages."""
+        return [self._vector(text) for text in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed a query."""
+        return self._vector(text)
