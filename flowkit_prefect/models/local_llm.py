@@ -7,6 +7,7 @@ provider in a chat model block for that.
 
 from __future__ import annotations
 
+import atexit
 import threading
 from functools import cache
 from importlib.resources import files
@@ -59,6 +60,7 @@ def _load_llama(model_path: str, n_ctx: int, n_threads: int, seed: int) -> Any:
             "block's model_path, or leave it empty to use the bundled SmolLM2 model."
         ) from exc
     _locks[(model_path, n_ctx, n_threads, seed)] = threading.Lock()
+    atexit.register(llm.close)  # free the model before interpreter teardown, not during it
     return llm
 
 

@@ -162,10 +162,8 @@ def delete_stale(
     return stale
 
 
-def stale_sources(
-    client: QdrantClient, collection: str, scope: str, current: set[str]
-) -> dict[str, int]:
-    """Sources stored under ``scope`` that are not in ``current``, with their chunk counts."""
+def stored_sources(client: QdrantClient, collection: str, scope: str) -> dict[str, int]:
+    """Every source stored under ``scope``, with its number of chunks (one scroll)."""
     counts: dict[str, int] = defaultdict(int)
     offset = None
     flt = models.Filter(
@@ -176,9 +174,7 @@ def stale_sources(
             collection, scroll_filter=flt, limit=1000, offset=offset, with_payload=["source"]
         )
         for record in records:
-            source = str((record.payload or {}).get("source", ""))
-            if source not in current:
-                counts[source] += 1
+            counts[str((record.payload or {}).get("source", ""))] += 1
         if offset is None:
             return dict(counts)
 

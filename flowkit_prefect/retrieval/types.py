@@ -103,12 +103,23 @@ class Citation(BaseModel):
     excerpt: str
 
 
+AnswerMode = Literal["generated", "extractive", "not_found"]
+
+
 class RagAnswer(BaseModel):
-    """An answer with the chunks it cites."""
+    """An answer with the chunks it cites, and how it was obtained.
+
+    ``mode`` is ``generated`` when the chat model's answer is supported by the chunks it cites,
+    ``extractive`` when it was not and the answer quotes the best-matching retrieved sentence
+    instead, and ``not_found`` when the retrieved text does not hold an answer.
+    """
 
     question: str
     answer: str
     answer_found: bool
+    mode: AnswerMode = "generated"
     citations: list[Citation] = Field(default_factory=list)
     model: str = ""
+    model_reply: str = Field(default="", description="The chat model's own answer, verbatim.")
+    grounding: float = Field(default=0.0, description="Share of the answer's words in its sources.")
     retrieved: int = 0

@@ -1,0 +1,80 @@
+"""flowkit-prefect: reusable Prefect tasks and flow templates for LLM agents, retrieval and
+data validation. Blocks hold configuration, tasks do one job each, flows compose them."""
+
+from flowkit_prefect.blocks.chat_models import ChatModelBlock, LocalChatModel, OpenAIChatModel
+from flowkit_prefect.blocks.embedders import EmbedderBlock, LocalEmbedder, OpenAIEmbedder
+from flowkit_prefect.blocks.qdrant import QdrantStore
+from flowkit_prefect.exceptions import (
+    CollectionDimensionError,
+    ConfigurationError,
+    FlowkitError,
+    MissingDependencyError,
+    ModelOutputError,
+    SourceNotFoundError,
+    StoreBusyError,
+)
+from flowkit_prefect.flows.rag_answer import rag_answer
+from flowkit_prefect.flows.rag_ingest import rag_ingest
+from flowkit_prefect.retrieval.answer import answer_question
+from flowkit_prefect.retrieval.chunking import ChunkingOptions
+from flowkit_prefect.retrieval.tasks import (
+    UpsertPlan,
+    chunk_documents,
+    delete_stale_chunks,
+    embed_and_upsert,
+    load_documents,
+    prepare_upserts,
+    search_chunks,
+)
+from flowkit_prefect.retrieval.types import (
+    Chunk,
+    Citation,
+    IngestRecord,
+    IngestSummary,
+    LoadResult,
+    RagAnswer,
+    SearchHit,
+    SkippedSource,
+    SourceDocument,
+    SourceReport,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChatModelBlock",
+    "Chunk",
+    "ChunkingOptions",
+    "Citation",
+    "CollectionDimensionError",
+    "ConfigurationError",
+    "EmbedderBlock",
+    "FlowkitError",
+    "IngestRecord",
+    "IngestSummary",
+    "LoadResult",
+    "LocalChatModel",
+    "LocalEmbedder",
+    "MissingDependencyError",
+    "ModelOutputError",
+    "OpenAIChatModel",
+    "OpenAIEmbedder",
+    "QdrantStore",
+    "RagAnswer",
+    "SearchHit",
+    "SkippedSource",
+    "SourceDocument",
+    "SourceNotFoundError",
+    "SourceReport",
+    "StoreBusyError",
+    "UpsertPlan",
+    "answer_question",
+    "chunk_documents",
+    "delete_stale_chunks",
+    "embed_and_upsert",
+    "load_documents",
+    "prepare_upserts",
+    "rag_answer",
+    "rag_ingest",
+    "search_chunks",
+]

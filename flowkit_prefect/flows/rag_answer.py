@@ -1,0 +1,112 @@
+"""The ``rag-answer`` template: question → retrieve → answer with citations."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.logging import get_run_logger
+from pydantic import Field
+
+from flowkit_prefect._blockref import resolve_block
+from flowkit_prefect.blocks.chat_models import ChatModelBlock
+from flowkit_prefect.blocks.embedders import EmbedderBlock
+from flowkit_prefect.blocks.qdrant import QdrantStore
+from flowkit_prefect.exceptions import ConfigurationError
+from flowkit_prefect.flows.defaults import (
+    DEFAULT_CHAT_MODEL,
+    DEFAULT_COLLECTION,
+    DEFAULT_EMBEDDER,
+    DEFAULT_QDRANT_STORE,
+)
+from flowkit_prefect.retrieval.answer import answer_question
+from flowkit_prefect.retrieval.tasks import search_chunks
+from flowkit_prefect.retrieval.types import RagAnswer
+
+ANSWER_ARTIFACT_KEY = "rag-answer"
+
+
+def answer_markdown(result: RagAnswer) -> str:
+    """The answer and its sources as markdown, for the artifact and the terminal."""
+    mode_note = {
+        "generated": "written by the model from the cited sources",
+        "extractive": "the retrieved sentence closest to the question; the model's own reply "
+        "was not supported by the sources it cited",
+        "not_found": "the retrieved documents do not hold an answer",
+    }[result.mode]
+    lines = [
+        f"### Question\n\n{result.question}\n",
+        f"### Answer\n\n{result.answer}\n",
+        f"_How: {mode_note}._\n",
+    ]
+    if result.mode == "extractive" and result.model_reply:
+        lines.append(f"_Model reply (not used):_ {result.model_reply}\n")
+    if result.citations:
+        lines.append("### Sources\n")
+        lines.extend(
+            f"- **[{c.label}]** `{c.source}` (chunk `{c.chunk_id}`): {c.excerpt}"
+            for c in result.citations
+        )
+    else:
+        lines.append("_No source supports an answer._")
+    lines.append(f"\n_Model: {result.model}; {result.retrieved} chunks retrieved._")
+    return "\n".join(lines)
+
+
+@flow(name="rag-answer", log_prints=True, persist_result=True)
+def rag_answer(
+    question: Annotated[str, Field(min_length=1, description="The question to answer.")],
+    collection: Annotated[str, Field(description="Qdrant collection.")] = DEFAULT_COLLECTION,
+    qdrant_store: Annotated[
+        str, Field(description="Qdrant store block, '<block-type-slug>/<name>'.")
+    ] = DEFAULT_QDRANT_STORE,
+    embedder: Annotated[
+        str, Field(description="Embedder block; must be the one the collection was built with.")
+    ] = DEFAULT_EMBEDDER,
+    chat_model: Annotated[
+        str, Field(description="Chat model block, '<block-type-slug>/<name>'.")
+    ] = DEFAULT_CHAT_MODEL,
+    top_k: Annotated[int, Field(ge=1, le=50, description="Chunks to retrieve.")] = 4,
+    filter: Annotated[
+        dict[str, Any] | None,
+        Field(description="Payload filter, e.g. {\"source\": \"guide.md\"}."),
+    ] = None,
+    min_score: Annotated[
+        float, Field(ge=-1.0, le=1.0, description="Chunks scoring lower are not used.")
+    ] = 0.2,
+    grounding_threshold: Annotated[
+        float,
+        Field(
+            ge=0.0,
+            le=1.0,
+            description="Share of the answer's words that must occur in the chunks it cites; "
+            "below it, the closest retrieved sentence is the answer instead.",
+        ),
+    ] = 0.6,
+) -> RagAnswer:
+    """Retrieve the chunks nearest to the question and answer from them, citing each one used.
+    When nothing relevant is retrieved the answer says the documents do not contain it."""
+    if not question or not question.strip():
+        raise ConfigurationError("rag-answer needs a non-empty question.")
+    store = resolve_block(qdrant_store, QdrantStore)
+    embedder_block = resolve_block(embedder, EmbedderBlock)
+    model_block = resolve_block(chat_model, ChatModelBlock)
+    embeddings = embedder_block.get_embeddings()
+    hits = search_chunks(store, embeddings, collection, question, top_k=top_k, filter=filter)
+    result = answer_question(
+        model_block.get_chat_model(),
+        question,
+        hits,
+        embeddings,
+        model_label=model_block.model_label,
+        min_score=min_score,
+        grounding_threshold=grounding_threshold,
+    )
+    create_markdown_artifact(
+        answer_markdown(result),
+        key=ANSWER_ARTIFACT_KEY,
+        description=f"Answer to: {question[:80]}",
+    )
+    get_run_logger().info("Answer: %s", result.answer)
+    return result

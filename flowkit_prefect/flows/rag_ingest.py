@@ -1,0 +1,198 @@
+"""The ``rag-ingest`` template: folder or records → load → chunk → embed → idempotent upsert."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from prefect import flow
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from flowkit_prefect._blockref import resolve_block
+from flowkit_prefect.blocks.embedders import EmbedderBlock
+from flowkit_prefect.blocks.qdrant import QdrantStore
+from flowkit_prefect.exceptions import ConfigurationError
+from flowkit_prefect.flows.defaults import DEFAULT_COLLECTION, DEFAULT_EMBEDDER, DEFAULT_QDRANT_STORE
+from flowkit_prefect.retrieval.chunking import ChunkingOptions
+from flowkit_prefect.retrieval.loaders import DEFAULT_MAX_FILE_BYTES
+from flowkit_prefect.retrieval.tasks import (
+    chunk_documents,
+    delete_stale_chunks,
+    embed_and_upsert,
+    load_documents,
+    prepare_upserts,
+)
+from flowkit_prefect.retrieval.types import IngestRecord, IngestSummary, SourceReport
+
+SUMMARY_ARTIFACT_KEY = "rag-ingest-summary"
+PROGRESS_ARTIFACT_KEY = "rag-ingest-progress"
+
+
+def _summary(
+    collection: str,
+    found: int,
+    skipped: list[SourceReport],
+    chunk_counts: dict[str, int],
+    unchanged: set[str],
+    changed: set[str],
+    written: int,
+    deleted: dict[str, int],
+) -> IngestSummary:
+    rows: list[SourceReport] = []
+    for source, count in sorted(chunk_counts.items()):
+        status = "unchanged" if source in unchanged else "updated" if source in changed else "ingested"
+        rows.append(SourceReport(source=source, status=status, chunks=count))
+    rows.extend(skipped)
+    rows.extend(
+        SourceReport(source=s, status="deleted", chunks=n, reason="no longer in the corpus")
+        for s, n in sorted(deleted.items())
+        if not s.startswith("(")
+    )
+    return IngestSummary(
+        collection=collection,
+        found=found,
+        ingested=len(chunk_counts),
+        skipped=len(skipped),
+        chunks_written=written,
+        chunks_deleted=sum(deleted.values()),
+        sources=rows,
+    )
+
+
+@flow(name="rag-ingest", log_prints=True, persist_result=True)
+def rag_ingest(
+    folder: Annotated[
+        str | None, Field(description="Folder of documents (relative to the worker's cwd).")
+    ] = None,
+    records: Annotated[
+        list[IngestRecord] | None, Field(description="Documents given inline instead.")
+    ] = None,
+    collection: Annotated[str, Field(description="Qdrant collection.")] = DEFAULT_COLLECTION,
+    qdrant_store: Annotated[
+        str, Field(description="Qdrant store block, '<block-type-slug>/<name>'.")
+    ] = DEFAULT_QDRANT_STORE,
+    embedder: Annotated[
+        str, Field(description="Embedder block, '<block-type-slug>/<name>'.")
+    ] = DEFAULT_EMBEDDER,
+    chunking: Annotated[
+        ChunkingOptions | None, Field(description="Chunk size and overlap, in characters.")
+    ] = None,
+    batch_size: Annotated[int, Field(ge=1, le=10_000, description="Chunks per upsert task.")] = 256,
+    delete_missing: Annotated[
+        bool, Field(description="Delete chunks of documents no longer in the corpus.")
+    ] = False,
+    recreate_collection: Annotated[
+        bool, Field(description="Drop and rebuild the collection (after an embedder change).")
+    ] = False,
+    max_file_bytes: Annotated[
+        int, Field(ge=1, description="Files larger than this are skipped.")
+    ] = DEFAULT_MAX_FILE_BYTES,
+    scope: Annotated[
+        str | None,
+        Field(description="Names this corpus in the collection; default: the folder or 'records'."),
+    ] = None,
+) -> IngestSummary:
+    """Ingest documents into Qdrant. Re-running on an unchanged corpus writes nothing; a changed
+    document's chunks are replaced; every input is accounted for in the summary artifact."""
+    logger = get_run_logger()
+    if (folder is None) == (records is None):
+        raise ConfigurationError("rag-ingest needs exactly one of `folder` or `records`.")
+    store = resolve_block(qdrant_store, QdrantStore)
+    embedder_block = resolve_block(embedder, EmbedderBlock)
+    corpus_scope = scope or (Path(folder).as_posix().rstrip("/") if folder is not None else "records")
+    progress_id = create_progress_artifact(
+        0.0, key=PROGRESS_ARTIFACT_KEY, description=f"Ingesting into {collection}"
+    )
+
+    loaded = load_documents(folder=folder, records=records, max_file_bytes=max_file_bytes)
+    chunks = chunk_documents(loaded.documents, chunking or ChunkingOptions(), corpus_scope)
+    update_progress_artifact(progress_id, 5.0)
+    embeddings = embedder_block.get_embeddings()
+    # One store session for the run: an embedded store is opened (and locked) once, not per task.
+    with store.session():
+        plan = prepare_upserts(
+            store, collection, chunks, embedder_block.dimension(), corpus_scope, recreate_collection
+        )
+        update_progress_artifact(progress_id, 10.0)
+        written = 0
+        total = len(plan.to_write)
+        for start in range(0, total, batch_size):
+            written += embed_and_upsert(
+                store, embeddings, collection, plan.to_write[start : start + batch_size], corpus_scope
+            )
+            update_progress_artifact(progress_id, 10.0 + 85.0 * written / total)
+        deleted = delete_stale_chunks(
+            store,
+            collection,
+            corpus_scope,
+            [c.chunk_id for c in plan.to_write],
+            plan.changed_sources,
+            delete_missing,
+            sorted({c.source for c in chunks}),
+        )
+    update_progress_artifact(progress_id, 100.0)
+
+    chunk_counts: dict[str, int] = {}
+    for chunk in chunks:
+        chunk_counts[chunk.source] = chunk_counts.get(chunk.source, 0) + 1
+    skipped_rows = [
+        SourceReport(source=s.source, status="skipped", reason=s.reason) for s in loaded.skipped
+    ]
+    # A document that produced no chunk cannot be found later: account for it as skipped.
+    for document in loaded.documents:
+        if document.source not in chunk_counts:
+            skipped_rows.append(
+                SourceReport(source=document.source, status="skipped", reason="no text to chunk")
+            )
+    summary = _summary(
+        collection,
+        loaded.found,
+        skipped_rows,
+        chunk_counts,
+        set(plan.unchanged_sources),
+        set(plan.changed_sources),
+        written,
+        deleted,
+    )
+    _publish(summary, embedder_block.model_label)
+    logger.info(
+        "Ingest into %r: %d found, %d ingested, %d skipped, %d chunks written, %d deleted",
+        collection,
+        summary.found,
+        summary.ingested,
+        summary.skipped,
+        summary.chunks_written,
+        summary.chunks_deleted,
+    )
+    return summary
+
+
+def _publish(summary: IngestSummary, embedder_label: str) -> None:
+    rows: list[dict[str, Any]] = [
+        {"source": r.source, "status": r.status, "chunks": r.chunks, "reason": r.reason}
+        for r in summary.sources
+    ]
+    create_table_artifact(
+        rows,
+        key=SUMMARY_ARTIFACT_KEY,
+        description=(
+            f"Ingest into `{summary.collection}` ({embedder_label}): {summary.found} found, "
+            f"{summary.ingested} ingested, {summary.skipped} skipped, "
+            f"{summary.chunks_written} chunks written, {summary.chunks_deleted} deleted"
+        ),
+    )
+    if summary.skipped:
+        lines = [f"- `{r.source}`: {r.reason}" for r in summary.sources if r.status == "skipped"]
+        create_markdown_artifact(
+            f"### Skipped inputs ({summary.skipped})\n\n" + "\n".join(lines),
+            key="rag-ingest-skipped",
+            description=f"Inputs of flow run {flow_run.get_name()} that were not ingested",
+        )
