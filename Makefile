@@ -37,6 +37,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed ## create .venv and install the package with everything it needs
 
 run: install ## start Prefect, deploy the templates, ingest the sample corpus and answer a question
+	@mkdir -p .flowkit/logs
 	@$(FLOWKIT) up $(if $(USER_API_URL),--no-server,)
 	@$(PREFECT) --no-prompt block register -m flowkit_prefect >/dev/null && echo "Registered flowkit block types"
 	@$(FLOWKIT) blocks save blocks

@@ -55,7 +55,9 @@ def _expand(value: Any, base: Path) -> Any:
     return expanded
 
 
-def read_block_documents(folder: Path, base: Path | None = None) -> list[tuple[type[Block], str, dict[str, Any]]]:
+def read_block_documents(
+    folder: Path, base: Path | None = None
+) -> list[tuple[type[Block], str, dict[str, Any]]]:
     """Parse every ``*.yaml`` in ``folder`` into (block class, document name, data)."""
     if not folder.is_dir():
         raise ConfigurationError(f"Block documents folder {str(folder)!r} does not exist.")
@@ -85,7 +87,9 @@ def save_block_documents(folder: Path, overwrite: bool = True) -> list[str]:
         try:
             block = cls(**data)
         except Exception as exc:
-            raise ConfigurationError(f"Block document {cls.get_block_type_slug()}/{name}: {exc}") from exc
+            raise ConfigurationError(
+                f"Block document {cls.get_block_type_slug()}/{name}: {exc}"
+            ) from exc
         block.save(name, overwrite=overwrite)
         saved.append(f"{cls.get_block_type_slug()}/{name}")
     return saved

@@ -1,11 +1,11 @@
 """``flowkit``: the commands behind ``make run`` / ``make stop``.
 
-    flowkit up [--no-server]        start a local Prefect server (SQLite) under .flowkit/
-    flowkit blocks save [DIR]       save the block documents in DIR (default: blocks/)
-    flowkit work-pool NAME          create a process work pool if it is missing
-    flowkit worker NAME             start a process worker for the pool, in the background
-    flowkit show-answer             print the latest rag-answer artifact and where to see it
-    flowkit down                    stop the worker and server that `up`/`worker` started
+flowkit up [--no-server]        start a local Prefect server (SQLite) under .flowkit/
+flowkit blocks save [DIR]       save the block documents in DIR (default: blocks/)
+flowkit work-pool NAME          create a process work pool if it is missing
+flowkit worker NAME             start a process worker for the pool, in the background
+flowkit show-answer             print the latest rag-answer artifact and where to see it
+flowkit down                    stop the worker and server that `up`/`worker` started
 """
 
 from __future__ import annotations
@@ -100,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start a local Prefect server under .flowkit/")
     up.add_argument("--no-server", action="store_true", help="use PREFECT_API_URL instead")
     up.set_defaults(func=cmd_up)
-    blocks = sub.add_parser("blocks", help="block documents").add_subparsers(dest="action", required=True)
+    blocks = sub.add_parser("blocks", help="block documents").add_subparsers(
+        dest="action", required=True
+    )
     save = blocks.add_parser("save", help="save the block documents of a folder")
     save.add_argument("folder", nargs="?", default="blocks")
     save.set_defaults(func=cmd_blocks_save)

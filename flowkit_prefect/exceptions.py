@@ -46,7 +46,8 @@ class CollectionDimensionError(FlowkitError):
         super().__init__(
             f"Qdrant collection '{collection}' stores {stored}-dimensional vectors but the "
             f"embedder produces {expected}-dimensional ones. Ingest into a new collection name, "
-            f"or pass recreate_collection=True to drop and rebuild '{collection}' with this embedder."
+            f"or pass recreate_collection=True to drop and rebuild '{collection}' with this "
+            "embedder."
         )
         self.collection = collection
         self.stored = stored

@@ -5,7 +5,7 @@ Prefect, Qdrant) runs for real::
 
     from flowkit_prefect.testing import FakeChatModel, HashEmbeddings
 
-    model = FakeChatModel(responses=['{"answer": "42", "cited_chunk_ids": [], "answer_found": true}'])
+    model = FakeChatModel(responses=['{"answer": "42", "sources": ["S1"], "answer_found": true}'])
 """
 
 from __future__ import annotations

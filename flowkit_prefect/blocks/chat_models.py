@@ -11,7 +11,6 @@ from pydantic import Field, SecretStr
 from flowkit_prefect.exceptions import ConfigurationError, MissingDependencyError
 
 
-
 class ChatModelBlock(Block, ABC):
     """Settings shared by every chat model provider, and the ``get_chat_model()`` contract."""
 
@@ -51,8 +50,8 @@ class LocalChatModel(ChatModelBlock):
         ```python
         from flowkit_prefect import LocalChatModel
 
-        model = LocalChatModel().get_chat_model()
-        print(model.invoke("What is Prefect?").content)
+        chat_model_block = LocalChatModel.load("BLOCK_NAME")
+        print(chat_model_block.get_chat_model().invoke("What is Prefect?").content)
         ```
     """
 
@@ -100,7 +99,8 @@ class OpenAIChatModel(ChatModelBlock):
         ```python
         from flowkit_prefect import OpenAIChatModel
 
-        OpenAIChatModel(base_url="http://127.0.0.1:11434/v1", model="llama3.2").save("ollama")
+        chat_model_block = OpenAIChatModel.load("BLOCK_NAME")
+        reply = chat_model_block.get_chat_model().invoke("What is Prefect?")
         ```
     """
 

@@ -42,7 +42,8 @@ class LocalEmbedder(EmbedderBlock):
         ```python
         from flowkit_prefect import LocalEmbedder
 
-        vector = LocalEmbedder().get_embeddings().embed_query("What is Prefect?")
+        embedder_block = LocalEmbedder.load("BLOCK_NAME")
+        vector = embedder_block.get_embeddings().embed_query("What is Prefect?")
         ```
     """
 
@@ -69,7 +70,16 @@ class LocalEmbedder(EmbedderBlock):
 
 
 class OpenAIEmbedder(EmbedderBlock):
-    """Any OpenAI-compatible embeddings endpoint, through langchain-openai (``openai`` extra)."""
+    """Any OpenAI-compatible embeddings endpoint, through langchain-openai (``openai`` extra).
+
+    Example:
+        ```python
+        from flowkit_prefect import OpenAIEmbedder
+
+        embedder_block = OpenAIEmbedder.load("BLOCK_NAME")
+        vectors = embedder_block.get_embeddings().embed_documents(["Prefect runs flows."])
+        ```
+    """
 
     _block_type_name = "Flowkit OpenAI-Compatible Embedder"
     _block_type_slug = "flowkit-openai-embedder"
@@ -78,7 +88,9 @@ class OpenAIEmbedder(EmbedderBlock):
 
     model: str = Field(default="text-embedding-3-small", description="Embedding model name.")
     base_url: str | None = Field(default=None, description="API base URL. Empty: OpenAI.")
-    api_key: SecretStr | None = Field(default=None, description="API key, if the endpoint needs one.")
+    api_key: SecretStr | None = Field(
+        default=None, description="API key, if the endpoint needs one."
+    )
     timeout: float = Field(default=60.0, gt=0, description="Seconds before a call is abandoned.")
 
     @property

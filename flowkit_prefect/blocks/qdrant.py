@@ -45,7 +45,8 @@ class QdrantStore(Block):
         ```python
         from flowkit_prefect import QdrantStore
 
-        with QdrantStore(location="http://127.0.0.1:6333").session() as client:
+        store = QdrantStore.load("BLOCK_NAME")
+        with store.session() as client:
             print(client.get_collections())
         ```
     """

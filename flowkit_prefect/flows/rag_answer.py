@@ -41,7 +41,9 @@ def answer_markdown(result: RagAnswer) -> str:
         f"_How: {mode_note}._\n",
     ]
     if result.mode == "extractive" and result.model_reply:
-        lines.append(f"_Model reply (not used):_ {result.model_reply}\n")
+        reply = " ".join(result.model_reply.replace("`", "'").split())
+        reply = reply[:300] + ("…" if len(reply) > 300 else "")
+        lines.append(f"_Model reply (not used):_ `{reply}`\n")
     if result.citations:
         lines.append("### Sources\n")
         lines.extend(
@@ -70,7 +72,7 @@ def rag_answer(
     top_k: Annotated[int, Field(ge=1, le=50, description="Chunks to retrieve.")] = 4,
     filter: Annotated[
         dict[str, Any] | None,
-        Field(description="Payload filter, e.g. {\"source\": \"guide.md\"}."),
+        Field(description='Payload filter, e.g. {"source": "guide.md"}.'),
     ] = None,
     min_score: Annotated[
         float, Field(ge=-1.0, le=1.0, description="Chunks scoring lower are not used.")

@@ -20,7 +20,11 @@ from flowkit_prefect._blockref import resolve_block
 from flowkit_prefect.blocks.embedders import EmbedderBlock
 from flowkit_prefect.blocks.qdrant import QdrantStore
 from flowkit_prefect.exceptions import ConfigurationError
-from flowkit_prefect.flows.defaults import DEFAULT_COLLECTION, DEFAULT_EMBEDDER, DEFAULT_QDRANT_STORE
+from flowkit_prefect.flows.defaults import (
+    DEFAULT_COLLECTION,
+    DEFAULT_EMBEDDER,
+    DEFAULT_QDRANT_STORE,
+)
 from flowkit_prefect.retrieval.chunking import ChunkingOptions
 from flowkit_prefect.retrieval.loaders import DEFAULT_MAX_FILE_BYTES
 from flowkit_prefect.retrieval.tasks import (
@@ -48,7 +52,9 @@ def _summary(
 ) -> IngestSummary:
     rows: list[SourceReport] = []
     for source, count in sorted(chunk_counts.items()):
-        status = "unchanged" if source in unchanged else "updated" if source in changed else "ingested"
+        status = (
+            "unchanged" if source in unchanged else "updated" if source in changed else "ingested"
+        )
         rows.append(SourceReport(source=source, status=status, chunks=count))
     rows.extend(skipped)
     rows.extend(
@@ -107,7 +113,9 @@ def rag_ingest(
         raise ConfigurationError("rag-ingest needs exactly one of `folder` or `records`.")
     store = resolve_block(qdrant_store, QdrantStore)
     embedder_block = resolve_block(embedder, EmbedderBlock)
-    corpus_scope = scope or (Path(folder).as_posix().rstrip("/") if folder is not None else "records")
+    corpus_scope = scope or (
+        Path(folder).as_posix().rstrip("/") if folder is not None else "records"
+    )
     progress_id = create_progress_artifact(
         0.0, key=PROGRESS_ARTIFACT_KEY, description=f"Ingesting into {collection}"
     )
@@ -126,7 +134,11 @@ def rag_ingest(
         total = len(plan.to_write)
         for start in range(0, total, batch_size):
             written += embed_and_upsert(
-                store, embeddings, collection, plan.to_write[start : start + batch_size], corpus_scope
+                store,
+                embeddings,
+                collection,
+                plan.to_write[start : start + batch_size],
+                corpus_scope,
             )
             update_progress_artifact(progress_id, 10.0 + 85.0 * written / total)
         deleted = delete_stale_chunks(

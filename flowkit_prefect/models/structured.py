@@ -16,7 +16,9 @@ def json_schema_of(schema: dict[str, Any] | type) -> dict[str, Any]:
         return schema.model_json_schema()
     if isinstance(schema, dict):
         return schema
-    raise TypeError(f"Structured output needs a pydantic model or a JSON-schema dict, got {schema!r}")
+    raise TypeError(
+        f"Structured output needs a pydantic model or a JSON-schema dict, got {schema!r}"
+    )
 
 
 def json_schema_structured_output(

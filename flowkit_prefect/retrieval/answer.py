@@ -41,9 +41,61 @@ _LABEL = re.compile(r"\bS(\d{1,3})\b")
 _WORD = re.compile(r"[a-z0-9]+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _STOPWORDS = frozenset(
-    """a an and are as at be by can do does for from has have how i in is it its of on or that
-    the their there these this to was what when where which who why will with you your not no
-    document documents answer question s1 s2 s3 s4 s5""".split()
+    {
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "has",
+        "have",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "their",
+        "there",
+        "these",
+        "this",
+        "to",
+        "was",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+        "not",
+        "no",
+        "document",
+        "documents",
+        "answer",
+        "question",
+        "s1",
+        "s2",
+        "s3",
+        "s4",
+        "s5",
+    }
 )
 
 
@@ -101,7 +153,9 @@ def grounding_score(answer: str, sources: list[str]) -> float:
     return len(words & available) / len(words)
 
 
-def ask_model(model: BaseChatModel, messages: list[BaseMessage], labels: list[str]) -> dict[str, Any]:
+def ask_model(
+    model: BaseChatModel, messages: list[BaseMessage], labels: list[str]
+) -> dict[str, Any]:
     """The model's reply as ``{"answer", "sources", "answer_found"}``.
 
     Structured output first; a model without it (or whose JSON does not parse) is asked in plain
@@ -118,7 +172,9 @@ def ask_model(model: BaseChatModel, messages: list[BaseMessage], labels: list[st
         except Exception as exc:
             if type(exc).__name__ != "OutputParserException":
                 raise
-            get_run_logger().warning("Structured answer did not parse (%s); asking in plain text", exc)
+            get_run_logger().warning(
+                "Structured answer did not parse (%s); asking in plain text", exc
+            )
     text = model.invoke(messages).text.strip()
     if not text:
         raise ModelOutputError("The chat model returned an empty answer; check its block settings.")
@@ -172,7 +228,9 @@ def compose_answer(
 ) -> RagAnswer:
     """Check the model's reply against the chunks it cites; fall back to the best sentence."""
     by_label = {label_for(i): hit for i, hit in enumerate(hits)}
-    cited = [label for label in dict.fromkeys(map(str, reply.get("sources") or [])) if label in by_label]
+    cited = [
+        label for label in dict.fromkeys(map(str, reply.get("sources") or [])) if label in by_label
+    ]
     model_answer = str(reply.get("answer") or "").strip()
     grounding = grounding_score(model_answer, [by_label[label].text for label in cited])
     common = {"question": question, "model": model_label, "model_reply": model_answer}
@@ -228,7 +286,10 @@ def answer_question(
     if not relevant:
         logger.info("No chunk scored at least %.2f: the documents do not hold an answer", min_score)
         return RagAnswer(
-            question=question, answer=NOT_FOUND_ANSWER, answer_found=False, mode="not_found",
+            question=question,
+            answer=NOT_FOUND_ANSWER,
+            answer_found=False,
+            mode="not_found",
             model=label,
         )
     labels = [label_for(i) for i in range(len(relevant))]

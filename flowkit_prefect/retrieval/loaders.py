@@ -34,8 +34,10 @@ DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
 class _HTMLText(HTMLParser):
     """Collect visible text and the title of an HTML page."""
 
-    _SKIP = {"script", "style", "noscript", "template"}
-    _BLOCK = {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "pre"}
+    _SKIP = frozenset({"script", "style", "noscript", "template"})
+    _BLOCK = frozenset(
+        {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "pre"}
+    )
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -207,7 +209,8 @@ def _visible_files(folder: Path) -> Iterator[Path]:
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts):
             continue
-        if path.is_file() or (path.exists() and not path.is_dir()):
+        # A broken symlink is an input too: it is reported as unreadable, not dropped.
+        if path.is_symlink() or not path.is_dir():
             yield path
 
 
@@ -239,7 +242,7 @@ def load_folder(
                 result.documents.append(item)
             else:
                 result.skipped.append(item)
-    return result
+    return _drop_duplicates(result)
 
 
 def _load_file(
@@ -280,10 +283,25 @@ def _load_file(
     yield from _parse_file(path, source, text, text_fields, id_field)
 
 
+def _drop_duplicates(result: LoadResult) -> LoadResult:
+    """Keep the first document of each source id; later ones are skipped with a reason."""
+    seen: set[str] = set()
+    unique: list[SourceDocument] = []
+    for document in result.documents:
+        if document.source in seen:
+            result.skipped.append(
+                SkippedSource(source=document.source, reason="duplicate id: an earlier one has it")
+            )
+        else:
+            seen.add(document.source)
+            unique.append(document)
+    result.documents = unique
+    return result
+
+
 def load_records(records: Iterable[IngestRecord | dict[str, Any]]) -> LoadResult:
     """Documents from inline records (``id``, ``text``, optional ``metadata``)."""
     result = LoadResult()
-    seen: set[str] = set()
     for position, raw in enumerate(records):
         try:
             record = raw if isinstance(raw, IngestRecord) else IngestRecord.model_validate(raw)
@@ -292,15 +310,10 @@ def load_records(records: Iterable[IngestRecord | dict[str, Any]]) -> LoadResult
                 SkippedSource(source=f"record#{position}", reason=f"invalid record: {exc}")
             )
             continue
-        if record.id in seen:
-            result.skipped.append(
-                SkippedSource(source=record.id, reason="duplicate id: an earlier record has it")
-            )
-        elif not record.text.strip():
+        if not record.text.strip():
             result.skipped.append(SkippedSource(source=record.id, reason="empty text"))
         else:
-            seen.add(record.id)
             result.documents.append(
                 SourceDocument(source=record.id, text=record.text, metadata=record.metadata)
             )
-    return result
+    return _drop_duplicates(result)
