@@ -92,7 +92,7 @@ class HashEmbeddings(BaseModel, Embeddings):
 
     model_config = ConfigDict(frozen=True)
 
-    dimension: int = Field(default=64, ge=8)
+    dimension: int = Field(default=256, ge=8)
 
     def _vector(self, text: str) -> list[float]:
         vector = [0.0] * self.dimension

@@ -1,0 +1,195 @@
+"""rag-ingest for real: Prefect server, embedded Qdrant, the offline MiniLM embedder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prefect import flow
+from prefect.artifacts import Artifact
+from qdrant_client import QdrantClient, models
+
+from flowkit_prefect import (
+    ChunkingOptions,
+    CollectionDimensionError,
+    ConfigurationError,
+    LocalEmbedder,
+    OpenAIEmbedder,
+    QdrantStore,
+    SourceNotFoundError,
+    rag_ingest,
+    search_chunks,
+)
+from flowkit_prefect.retrieval.tasks import (
+    chunk_documents,
+    embed_and_upsert,
+    load_documents,
+    prepare_upserts,
+)
+from flowkit_prefect.testing import HashEmbeddings
+
+
+@pytest.fixture
+def blocks(harness: str, tmp_path: Path) -> dict[str, str]:
+    """Saved blocks for an embedded store in this test's folder and the offline embedder."""
+    name = tmp_path.name.replace("_", "-").lower()[-40:]
+    QdrantStore(location=str(tmp_path / "qdrant")).save(name, overwrite=True)
+    LocalEmbedder().save("test-minilm", overwrite=True)
+    return {
+        "qdrant_store": f"flowkit-qdrant-store/{name}",
+        "embedder": "flowkit-local-embedder/test-minilm",
+        "path": str(tmp_path / "qdrant"),
+    }
+
+
+def _points_by_source(path: str, collection: str) -> dict[str, int]:
+    client = QdrantClient(path=path)
+    try:
+        counts: dict[str, int] = {}
+        records, _ = client.scroll(collection, limit=10_000, with_payload=["source"])
+        for record in records:
+            source = record.payload["source"]
+            counts[source] = counts.get(source, 0) + 1
+        return counts
+    finally:
+        client.close()
+
+
+def test_ingest_is_idempotent_and_tracks_changes(
+    corpus: Path, blocks: dict[str, str], collection: str
+) -> None:
+    params = {
+        "folder": str(corpus),
+        "collection": collection,
+        "qdrant_store": blocks["qdrant_store"],
+        "embedder": blocks["embedder"],
+        "chunking": ChunkingOptions(chunk_size=60, chunk_overlap=0),
+    }
+    first = rag_ingest(**params)
+    assert first.found == 4 and first.ingested == 4 and first.skipped == 0 and first.accounted
+    assert first.chunks_written > 4
+    stored = _points_by_source(blocks["path"], collection)
+    assert sum(stored.values()) == first.chunks_written
+
+    again = rag_ingest(**params)
+    assert again.chunks_written == 0 and again.chunks_deleted == 0
+    assert {r.status for r in again.sources} == {"unchanged"}
+    assert _points_by_source(blocks["path"], collection) == stored
+
+    (corpus / "refunds.txt").write_text("Refunds are paid within 7 business days.\n")
+    (corpus / "guide" / "herons.md").unlink()
+    changed = rag_ingest(**params, delete_missing=True)
+    statuses = {r.source: r.status for r in changed.sources}
+    assert statuses["refunds.txt"] == "updated"
+    assert statuses["guide/herons.md"] == "deleted"
+    assert statuses["stations.csv#row-1"] == "unchanged"
+    after = _points_by_source(blocks["path"], collection)
+    assert "guide/herons.md" not in after
+    assert after["refunds.txt"] == 1  # the old chunks were replaced, not added to
+    client = QdrantClient(path=blocks["path"])
+    try:
+        texts = [r.payload["text"] for r in client.scroll(collection, limit=100)[0]]
+    finally:
+        client.close()
+    assert any("7 business days" in t for t in texts)
+    assert not any("45 days" in t for t in texts)
+
+
+def test_ingest_reports_skipped_inputs_in_artifacts(
+    corpus: Path, blocks: dict[str, str], collection: str
+) -> None:
+    (corpus / "empty.md").write_text("")
+    (corpus / "latin.txt").write_bytes("olé".encode("latin-1"))
+    summary = rag_ingest(
+        folder=str(corpus),
+        collection=collection,
+        qdrant_store=blocks["qdrant_store"],
+        embedder=blocks["embedder"],
+    )
+    assert summary.found == 6 and summary.ingested == 4 and summary.skipped == 2
+    assert summary.accounted
+    table = Artifact.get("rag-ingest-summary")
+    assert (
+        table is not None
+        and "latin.txt" in str(table.data)
+        and "not valid UTF-8" in str(table.data)
+    )
+    progress = Artifact.get("rag-ingest-progress")
+    assert progress is not None and float(progress.data) == 100.0
+
+
+def test_records_ingest_and_filtered_search(blocks: dict[str, str], collection: str) -> None:
+    summary = rag_ingest(
+        records=[
+            {"id": "en-1", "text": "Herons eat fish.", "metadata": {"lang": "en"}},
+            {"id": "de-1", "text": "Reiher fressen Fische.", "metadata": {"lang": "de"}},
+            {"id": "blank", "text": ""},
+        ],
+        collection=collection,
+        qdrant_store=blocks["qdrant_store"],
+        embedder=blocks["embedder"],
+    )
+    assert (summary.found, summary.ingested, summary.skipped) == (3, 2, 1)
+
+    @flow
+    def ask(query: str, where: dict | None) -> list:
+        store = QdrantStore.load(blocks["qdrant_store"].split("/")[1])
+        return search_chunks(store, LocalEmbedder().get_embeddings(), collection, query, 5, where)
+
+    hits = ask("What do herons eat?", None)
+    assert hits[0].source == "en-1" and hits[0].text == "Herons eat fish."
+    assert hits[0].score > hits[-1].score
+    assert {h.source for h in ask("What do herons eat?", {"metadata.lang": "de"})} == {"de-1"}
+    assert ask("herons", {"source": ["nope"]}) == []
+
+
+def test_wrong_dimension_is_a_clear_error(
+    corpus: Path, blocks: dict[str, str], collection: str
+) -> None:
+    rag_ingest(
+        folder=str(corpus),
+        collection=collection,
+        qdrant_store=blocks["qdrant_store"],
+        embedder=blocks["embedder"],
+    )
+    OpenAIEmbedder(base_url="http://127.0.0.1:9/v1", dimensions=64).save("dim64", overwrite=True)
+    with pytest.raises(CollectionDimensionError, match="stores 384-dimensional .* 64-dimensional"):
+        rag_ingest(
+            folder=str(corpus),
+            collection=collection,
+            qdrant_store=blocks["qdrant_store"],
+            embedder="flowkit-openai-embedder/dim64",
+        )
+
+
+def test_bad_parameters_fail_with_clear_errors(blocks: dict[str, str], tmp_path: Path) -> None:
+    with pytest.raises(SourceNotFoundError, match="does not exist"):
+        rag_ingest(
+            folder=str(tmp_path / "missing"),
+            qdrant_store=blocks["qdrant_store"],
+            embedder=blocks["embedder"],
+        )
+    with pytest.raises(ConfigurationError, match="exactly one of"):
+        rag_ingest(qdrant_store=blocks["qdrant_store"], embedder=blocks["embedder"])
+
+
+def test_tasks_compose_in_a_user_flow(harness: str, corpus: Path) -> None:
+    store = QdrantStore(location=":memory:")
+    embeddings = HashEmbeddings(dimension=256)
+
+    @flow
+    def my_pipeline() -> list:
+        loaded = load_documents(folder=str(corpus))
+        chunks = chunk_documents(loaded.documents, scope="mine")
+        plan = prepare_upserts(store, "mine", chunks, dimension=256, scope="mine")
+        written = embed_and_upsert(store, embeddings, "mine", plan.to_write, scope="mine")
+        assert written == len(chunks)
+        return search_chunks(store, embeddings, "mine", "heron mascot Kiri", top_k=1)
+
+    [hit] = my_pipeline()
+    assert hit.source == "guide/herons.md"
+    with store.session() as client:
+        assert client.count("mine").count == 4
+        assert client.get_collection("mine").config.params.vectors["dense"].distance == (
+            models.Distance.COSINE
+        )

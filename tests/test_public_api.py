@@ -1,0 +1,65 @@
+"""The public surface is deliberate: ``__all__`` is sorted, complete and pinned."""
+
+import flowkit_prefect
+
+EXPECTED = [
+    "ChatModelBlock",
+    "Chunk",
+    "ChunkingOptions",
+    "Citation",
+    "CollectionDimensionError",
+    "ConfigurationError",
+    "EmbedderBlock",
+    "FlowkitError",
+    "IngestRecord",
+    "IngestSummary",
+    "LoadResult",
+    "LocalChatModel",
+    "LocalEmbedder",
+    "MissingDependencyError",
+    "ModelOutputError",
+    "OpenAIChatModel",
+    "OpenAIEmbedder",
+    "QdrantStore",
+    "RagAnswer",
+    "SearchHit",
+    "SkippedSource",
+    "SourceDocument",
+    "SourceNotFoundError",
+    "SourceReport",
+    "StoreBusyError",
+    "UpsertPlan",
+    "answer_question",
+    "chunk_documents",
+    "delete_stale_chunks",
+    "embed_and_upsert",
+    "load_documents",
+    "prepare_upserts",
+    "rag_answer",
+    "rag_ingest",
+    "search_chunks",
+]
+
+
+def test_all_is_pinned_and_sorted() -> None:
+    assert flowkit_prefect.__all__ == EXPECTED
+    assert sorted(flowkit_prefect.__all__) == flowkit_prefect.__all__
+
+
+def test_every_public_name_resolves() -> None:
+    for name in flowkit_prefect.__all__:
+        assert getattr(flowkit_prefect, name) is not None
+
+
+def test_collection_entry_point_is_registered() -> None:
+    from importlib.metadata import entry_points
+
+    names = {ep.name: ep.value for ep in entry_points(group="prefect.collections")}
+    assert names.get("flowkit_prefect") == "flowkit_prefect"
+
+
+def test_exceptions_share_one_base() -> None:
+    for name in flowkit_prefect.__all__:
+        obj = getattr(flowkit_prefect, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, flowkit_prefect.FlowkitError)
