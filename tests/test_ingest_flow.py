@@ -153,7 +153,7 @@ def test_wrong_dimension_is_a_clear_error(
         embedder=blocks["embedder"],
     )
     OpenAIEmbedder(base_url="http://127.0.0.1:9/v1", dimensions=64).save("dim64", overwrite=True)
-    with pytest.raises(CollectionDimensionError, match="stores 384-dimensional .* 64-dimensional"):
+    with pytest.raises(CollectionDimensionError, match=r"stores 384-dimensional .* 64-dimensional"):
         rag_ingest(
             folder=str(corpus),
             collection=collection,
