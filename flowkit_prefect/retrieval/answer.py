@@ -132,8 +132,12 @@ def answer_schema(labels: list[str]) -> type[BaseModel]:
     label_type: Any = Literal[tuple(labels)] if labels else str  # type: ignore[valid-type]
     return create_model(
         "CitedAnswer",
-        answer=(str, Field(description="The answer, from the documents only.")),
-        sources=(list[label_type], Field(description="Ids of the documents used, e.g. S1.")),
+        # Bounds keep a small model from rambling to max_tokens and leaving invalid JSON.
+        answer=(str, Field(max_length=600, description="The answer, from the documents only.")),
+        sources=(
+            list[label_type],
+            Field(max_length=max(len(labels), 1), description="Ids of the documents used."),
+        ),
         answer_found=(bool, Field(description="False when the documents lack the answer.")),
     )
 

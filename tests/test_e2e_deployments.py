@@ -1,0 +1,147 @@
+"""End to end, as a user runs it: a Prefect server and a process worker in their own processes,
+the repository's prefect.yaml deployed, and both templates started with `prefect deployment run`.
+Runs the real offline model (SmolLM2 via llama.cpp) and the real offline embedder."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from qdrant_client import QdrantClient
+
+from flowkit_prefect import _stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.local_model]
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+POOL = "flowkit-process"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    root = tmp_path_factory.mktemp("stack")
+    local = _stack.Stack(root, _free_port())
+    env = {
+        **os.environ,
+        **local.env(),
+        "FLOWKIT_PROJECT_DIR": str(REPO),
+        "FLOWKIT_DATA_DIR": str(root / "data"),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+    }
+    saved = dict(os.environ)
+    os.environ.update(env)  # the worker inherits it through _stack's spawn
+    try:
+        print(_stack.start_server(local))
+        yield {"stack": local, "env": env, "root": root}
+    finally:
+        print(_stack.stop_process(local, "worker"))
+        print(_stack.stop_process(local, "server"))
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _run(args: list[str], env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert done.returncode == 0, f"{args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def _preset(name: str) -> dict:
+    return json.loads((REPO / "deployments" / "presets" / name).read_text())
+
+
+def test_deploy_and_run_both_templates(stack: dict) -> None:
+    env, local = stack["env"], stack["stack"]
+    prefect, flowkit = str(BIN / "prefect"), str(BIN / "flowkit")
+    _run([prefect, "--no-prompt", "block", "register", "-m", "flowkit_prefect"], env)
+    saved = _run([flowkit, "blocks", "save", "blocks"], env).stdout
+    assert "flowkit-qdrant-store/default" in saved
+    _run([flowkit, "work-pool", POOL], env)
+    deployed = _run([prefect, "--no-prompt", "deploy", "--all"], env)
+    assert "rag-ingest/default" in deployed.stdout and "rag-answer/default" in deployed.stdout
+    print(_stack.start_worker(local, POOL, local.api_url))
+
+    # Two ingests at once against the one embedded store: they must queue, not crash.
+    ingest = json.dumps(_preset("sample-ingest.json"))
+    first = subprocess.Popen(
+        [prefect, "deployment", "run", "rag-ingest/default", "--params", ingest, "--watch"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    second = _run(
+        [prefect, "deployment", "run", "rag-ingest/default", "--params", ingest, "--watch"], env
+    )
+    first_out, _ = first.communicate(timeout=600)
+    assert first.returncode == 0, first_out[-3000:]
+    assert "Completed" in first_out and "Completed" in second.stdout
+
+    question = json.dumps(_preset("sample-question.json"))
+    _run([prefect, "deployment", "run", "rag-answer/default", "--params", question, "--watch"], env)
+    shown = _run([flowkit, "show-answer"], env).stdout
+    assert local.ui_url + "/runs/flow-run/" in shown
+
+    _check_runs_and_artifacts(local.api_url, stack["root"])
+    _check_the_answer_cites_the_fact(shown, stack["root"])
+
+
+def _check_runs_and_artifacts(api_url: str, root: Path) -> None:
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with SyncPrefectClient(api_url) as client:
+        runs = client.read_flow_runs()
+        by_flow: dict[str, list[str]] = {}
+        names = {f.id: f.name for f in client.read_flows()}
+        for run in runs:
+            by_flow.setdefault(names[run.flow_id], []).append(run.state_name)
+        assert by_flow == {"rag-ingest": ["Completed", "Completed"], "rag-answer": ["Completed"]}
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(
+                    any_=["rag-ingest-summary", "rag-ingest-progress", "rag-answer"]
+                )
+            )
+        )
+        kinds = {(a.key, a.type) for a in artifacts}
+        assert ("rag-ingest-summary", "table") in kinds
+        assert ("rag-ingest-progress", "progress") in kinds
+        assert ("rag-answer", "markdown") in kinds
+        table = next(a for a in artifacts if a.key == "rag-ingest-summary")
+        rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+        statuses = {row["source"]: row["status"] for row in rows}
+        # one of the two concurrent runs ingested, the other then found everything unchanged
+        assert statuses["handbook/refunds.md"] in {"ingested", "unchanged"}
+        assert statuses["drafts/empty-note.txt"] == "skipped"
+
+
+def _check_the_answer_cites_the_fact(shown: str, root: Path) -> None:
+    assert "45 days" in shown.split("### Answer")[1].split("###")[0]
+    chunk_ids = re.findall(r"\(chunk `([0-9a-f-]{36})`\)", shown)
+    assert chunk_ids, shown
+    client = QdrantClient(path=str(root / "data" / "qdrant"))  # the runs released the store
+    try:
+        cited = client.retrieve("heronworks", ids=chunk_ids, with_payload=True)
+    finally:
+        client.close()
+    assert any("45 days" in point.payload["text"] for point in cited)
+    assert all(point.payload["source"] == "handbook/refunds.md" for point in cited[:1])

@@ -1,0 +1,62 @@
+"""The offline defaults for real: SmolLM2-135M through llama.cpp, MiniLM through ONNX Runtime."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import pytest
+from pydantic import BaseModel
+
+from flowkit_prefect import LocalChatModel, LocalEmbedder
+
+pytestmark = pytest.mark.local_model
+
+
+class Choice(BaseModel):
+    city: Literal["Paris", "Berlin", "Rome"]
+    confident: bool
+
+
+def test_offline_chat_model_answers_and_reports_usage() -> None:
+    block = LocalChatModel(max_tokens=24)
+    model = block.get_chat_model()
+    reply = model.invoke("What is the capital of France? Answer with one word.")
+    assert reply.text.strip()
+    usage = reply.usage_metadata
+    assert usage is not None and usage["input_tokens"] > 5 and 0 < usage["output_tokens"] <= 24
+    assert "SmolLM2-135M" in block.model_label and "offline demo model" in block.model_label
+    again = model.invoke("What is the capital of France? Answer with one word.")
+    assert again.text == reply.text  # temperature 0, fresh context: repeatable
+
+
+def test_offline_chat_model_structured_output_follows_the_schema() -> None:
+    model = LocalChatModel(max_tokens=64).get_chat_model()
+    result = model.with_structured_output(Choice).invoke("Which city is the capital of Italy?")
+    assert isinstance(result, Choice)
+    assert result.city in {"Paris", "Berlin", "Rome"}
+
+
+def test_offline_chat_model_bad_path_is_a_clear_error(tmp_path) -> None:
+    from flowkit_prefect import ConfigurationError
+
+    bogus = tmp_path / "model.gguf"
+    bogus.write_bytes(b"not a model")
+    with pytest.raises(ConfigurationError, match="Could not load the GGUF model"):
+        LocalChatModel(model_path=str(bogus)).get_chat_model().invoke("hi")
+
+
+def test_offline_embedder_is_semantic() -> None:
+    embeddings = LocalEmbedder().get_embeddings()
+    query = embeddings.embed_query("How long do refunds take?")
+    close, far = embeddings.embed_documents(
+        ["Refunds are paid within seven business days.", "Herons hunt fish in shallow water."]
+    )
+    assert len(query) == LocalEmbedder().dimension() == 384
+
+    def cos(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(
+            sum(x * x for x in a) * sum(y * y for y in b)
+        )
+
+    assert cos(query, close) > cos(query, far) + 0.2
