@@ -18,6 +18,7 @@ endif
 export FLOWKIT_PORT
 export FLOWKIT_PROJECT_DIR := $(CURDIR)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
 export CMAKE_BUILD_PARALLEL_LEVEL := 2
 
@@ -47,10 +48,10 @@ run: install ## start Prefect, deploy the templates, ingest the sample corpus an
 	@$(FLOWKIT) worker $(POOL)
 	@echo "Running rag-ingest on deployments/sample-corpus ..."
 	@$(PREFECT) deployment run rag-ingest/default \
-		--params "$$(cat deployments/presets/sample-ingest.json)" --watch --watch-interval 2
+		--params "$$(cat deployments/presets/sample-ingest.json)" --watch
 	@echo "Running rag-answer ..."
 	@$(PREFECT) deployment run rag-answer/default \
-		--params "$$(cat deployments/presets/sample-question.json)" --watch --watch-interval 2
+		--params "$$(cat deployments/presets/sample-question.json)" --watch
 	@$(FLOWKIT) show-answer
 	@echo
 	@echo "The server and worker keep running so you can explore the UI. Stop them with: make stop"

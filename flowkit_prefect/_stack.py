@@ -59,6 +59,7 @@ class Stack:
             "PREFECT_API_URL": self.api_url,
             "PREFECT_HOME": str(self.prefect_home),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
             "PREFECT_UI_URL": self.ui_url,
             "HF_HUB_OFFLINE": "1",
         }

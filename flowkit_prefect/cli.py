@@ -74,11 +74,15 @@ def cmd_show_answer(args: argparse.Namespace) -> None:
     from prefect.artifacts import Artifact
 
     from flowkit_prefect.flows.rag_answer import ANSWER_ARTIFACT_KEY
+    from flowkit_prefect.flows.rag_ingest import SUMMARY_ARTIFACT_KEY
 
     artifact = Artifact.get(ANSWER_ARTIFACT_KEY)
     ui = _ui_url(_api_url(_stack_here()))
     if artifact is None:
         raise FlowkitError("No rag-answer artifact yet: run the rag-answer deployment first.")
+    summary = Artifact.get(SUMMARY_ARTIFACT_KEY)
+    if summary is not None and summary.description:
+        print(f"\nLatest ingest: {summary.description}")
     print("\n" + "=" * 72)
     print(str(artifact.data).strip())
     print("=" * 72)
