@@ -63,3 +63,11 @@ def test_exceptions_share_one_base() -> None:
         obj = getattr(flowkit_prefect, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, flowkit_prefect.FlowkitError)
+
+
+def test_flow_templates_show_a_documented_form_in_the_ui() -> None:
+    for template in (flowkit_prefect.rag_ingest, flowkit_prefect.rag_answer):
+        properties = template.parameters.model_dump()["properties"]
+        assert properties, template.name
+        for name, schema in properties.items():
+            assert schema.get("description"), f"{template.name}.{name} has no description"

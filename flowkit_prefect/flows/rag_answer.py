@@ -14,11 +14,13 @@ from flowkit_prefect.blocks.chat_models import ChatModelBlock
 from flowkit_prefect.blocks.embedders import EmbedderBlock
 from flowkit_prefect.blocks.qdrant import QdrantStore
 from flowkit_prefect.exceptions import ConfigurationError
-from flowkit_prefect.flows.defaults import (
+from flowkit_prefect.flows._params import (
     DEFAULT_CHAT_MODEL,
     DEFAULT_COLLECTION,
     DEFAULT_EMBEDDER,
     DEFAULT_QDRANT_STORE,
+    BlockRef,
+    CollectionName,
 )
 from flowkit_prefect.retrieval.answer import answer_question
 from flowkit_prefect.retrieval.tasks import search_chunks
@@ -58,37 +60,33 @@ def answer_markdown(result: RagAnswer) -> str:
 
 @flow(name="rag-answer", log_prints=True, persist_result=True)
 def rag_answer(
-    question: Annotated[str, Field(min_length=1, description="The question to answer.")],
-    collection: Annotated[str, Field(description="Qdrant collection.")] = DEFAULT_COLLECTION,
-    qdrant_store: Annotated[
-        str, Field(description="Qdrant store block, '<block-type-slug>/<name>'.")
-    ] = DEFAULT_QDRANT_STORE,
-    embedder: Annotated[
-        str, Field(description="Embedder block; must be the one the collection was built with.")
-    ] = DEFAULT_EMBEDDER,
-    chat_model: Annotated[
-        str, Field(description="Chat model block, '<block-type-slug>/<name>'.")
-    ] = DEFAULT_CHAT_MODEL,
-    top_k: Annotated[int, Field(ge=1, le=50, description="Chunks to retrieve.")] = 4,
-    filter: Annotated[
-        dict[str, Any] | None,
-        Field(description='Payload filter, e.g. {"source": "guide.md"}.'),
-    ] = None,
-    min_score: Annotated[
-        float, Field(ge=-1.0, le=1.0, description="Chunks scoring lower are not used.")
-    ] = 0.2,
-    grounding_threshold: Annotated[
-        float,
-        Field(
-            ge=0.0,
-            le=1.0,
-            description="Share of the answer's words that must occur in the chunks it cites; "
-            "below it, the closest retrieved sentence is the answer instead.",
-        ),
-    ] = 0.6,
+    question: Annotated[str, Field(min_length=1)],
+    collection: CollectionName = DEFAULT_COLLECTION,
+    qdrant_store: BlockRef = DEFAULT_QDRANT_STORE,
+    embedder: BlockRef = DEFAULT_EMBEDDER,
+    chat_model: BlockRef = DEFAULT_CHAT_MODEL,
+    top_k: Annotated[int, Field(ge=1, le=50)] = 4,
+    filter: dict[str, Any] | None = None,
+    min_score: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.2,
+    grounding_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.6,
 ) -> RagAnswer:
-    """Retrieve the chunks nearest to the question and answer from them, citing each one used.
-    When nothing relevant is retrieved the answer says the documents do not contain it."""
+    """Answer a question from the chunks nearest to it, citing each chunk used.
+
+    When nothing relevant is retrieved the answer says the documents do not contain it. The
+    ``rag-answer`` artifact shows the answer, how it was obtained and its sources.
+
+    Args:
+        question: The question to answer.
+        collection: Qdrant collection to search.
+        qdrant_store: Qdrant store block, as '<block-type-slug>/<name>'.
+        embedder: Embedder block; must be the one the collection was built with.
+        chat_model: Chat model block, as '<block-type-slug>/<name>'.
+        top_k: How many chunks to retrieve.
+        filter: Payload filter, e.g. {"source": "guide.md"} or {"metadata.lang": ["en", "de"]}.
+        min_score: Chunks scoring below this similarity are not used.
+        grounding_threshold: Share of the answer's words that must occur in the chunks it cites;
+            below it, the retrieved sentence closest to the question is the answer instead.
+    """
     if not question or not question.strip():
         raise ConfigurationError("rag-answer needs a non-empty question.")
     store = resolve_block(qdrant_store, QdrantStore)

@@ -20,10 +20,12 @@ from flowkit_prefect._blockref import resolve_block
 from flowkit_prefect.blocks.embedders import EmbedderBlock
 from flowkit_prefect.blocks.qdrant import QdrantStore
 from flowkit_prefect.exceptions import ConfigurationError
-from flowkit_prefect.flows.defaults import (
+from flowkit_prefect.flows._params import (
     DEFAULT_COLLECTION,
     DEFAULT_EMBEDDER,
     DEFAULT_QDRANT_STORE,
+    BlockRef,
+    CollectionName,
 )
 from flowkit_prefect.retrieval.chunking import ChunkingOptions
 from flowkit_prefect.retrieval.loaders import DEFAULT_MAX_FILE_BYTES
@@ -75,39 +77,36 @@ def _summary(
 
 @flow(name="rag-ingest", log_prints=True, persist_result=True)
 def rag_ingest(
-    folder: Annotated[
-        str | None, Field(description="Folder of documents (relative to the worker's cwd).")
-    ] = None,
-    records: Annotated[
-        list[IngestRecord] | None, Field(description="Documents given inline instead.")
-    ] = None,
-    collection: Annotated[str, Field(description="Qdrant collection.")] = DEFAULT_COLLECTION,
-    qdrant_store: Annotated[
-        str, Field(description="Qdrant store block, '<block-type-slug>/<name>'.")
-    ] = DEFAULT_QDRANT_STORE,
-    embedder: Annotated[
-        str, Field(description="Embedder block, '<block-type-slug>/<name>'.")
-    ] = DEFAULT_EMBEDDER,
-    chunking: Annotated[
-        ChunkingOptions | None, Field(description="Chunk size and overlap, in characters.")
-    ] = None,
-    batch_size: Annotated[int, Field(ge=1, le=10_000, description="Chunks per upsert task.")] = 256,
-    delete_missing: Annotated[
-        bool, Field(description="Delete chunks of documents no longer in the corpus.")
-    ] = False,
-    recreate_collection: Annotated[
-        bool, Field(description="Drop and rebuild the collection (after an embedder change).")
-    ] = False,
-    max_file_bytes: Annotated[
-        int, Field(ge=1, description="Files larger than this are skipped.")
-    ] = DEFAULT_MAX_FILE_BYTES,
-    scope: Annotated[
-        str | None,
-        Field(description="Names this corpus in the collection; default: the folder or 'records'."),
-    ] = None,
+    folder: str | None = None,
+    records: list[IngestRecord] | None = None,
+    collection: CollectionName = DEFAULT_COLLECTION,
+    qdrant_store: BlockRef = DEFAULT_QDRANT_STORE,
+    embedder: BlockRef = DEFAULT_EMBEDDER,
+    chunking: ChunkingOptions | None = None,
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 256,
+    delete_missing: bool = False,
+    recreate_collection: bool = False,
+    max_file_bytes: Annotated[int, Field(ge=1)] = DEFAULT_MAX_FILE_BYTES,
+    scope: str | None = None,
 ) -> IngestSummary:
-    """Ingest documents into Qdrant. Re-running on an unchanged corpus writes nothing; a changed
-    document's chunks are replaced; every input is accounted for in the summary artifact."""
+    """Ingest documents into Qdrant: load, chunk, embed and upsert with deterministic ids.
+
+    Re-running on an unchanged corpus writes nothing; a changed document's chunks are
+    replaced; every input is accounted for in the ``rag-ingest-summary`` artifact.
+
+    Args:
+        folder: Folder of documents, relative to the project folder (or absolute).
+        records: Documents given inline instead of a folder: id, text, metadata.
+        collection: Qdrant collection to write to; created on first use.
+        qdrant_store: Qdrant store block, as '<block-type-slug>/<name>'.
+        embedder: Embedder block, as '<block-type-slug>/<name>'. One collection, one embedder.
+        chunking: Chunk size and overlap in characters (default 800 / 100).
+        batch_size: Chunks embedded and upserted per task.
+        delete_missing: Delete the chunks of documents no longer in the folder or records.
+        recreate_collection: Drop and rebuild the collection, e.g. after changing the embedder.
+        max_file_bytes: Larger files are skipped (and reported).
+        scope: Names this corpus inside the collection; default: the folder path or 'records'.
+    """
     logger = get_run_logger()
     if (folder is None) == (records is None):
         raise ConfigurationError("rag-ingest needs exactly one of `folder` or `records`.")
