@@ -14,6 +14,7 @@ from prefect.artifacts import (
 )
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import opaque
 from pydantic import Field
 
 from flowkit_prefect._blockref import resolve_block
@@ -40,6 +41,19 @@ from flowkit_prefect.retrieval.types import IngestRecord, IngestSummary, SourceR
 
 SUMMARY_ARTIFACT_KEY = "rag-ingest-summary"
 PROGRESS_ARTIFACT_KEY = "rag-ingest-progress"
+
+
+class _Progress:
+    """The run's progress artifact, updated in steps of at least 5 % (one API call each)."""
+
+    def __init__(self, description: str) -> None:
+        self._id = create_progress_artifact(0.0, key=PROGRESS_ARTIFACT_KEY, description=description)
+        self._shown = 0.0
+
+    def update(self, percent: float) -> None:
+        if percent >= 100.0 or percent - self._shown >= 5.0:
+            update_progress_artifact(self._id, min(percent, 100.0))
+            self._shown = percent
 
 
 def _summary(
@@ -115,41 +129,40 @@ def rag_ingest(
     corpus_scope = scope or (
         Path(folder).as_posix().rstrip("/") if folder is not None else "records"
     )
-    progress_id = create_progress_artifact(
-        0.0, key=PROGRESS_ARTIFACT_KEY, description=f"Ingesting into {collection}"
-    )
+    progress = _Progress(f"Ingesting into {collection}")
 
     loaded = load_documents(folder=folder, records=records, max_file_bytes=max_file_bytes)
-    chunks = chunk_documents(loaded.documents, chunking or ChunkingOptions(), corpus_scope)
-    update_progress_artifact(progress_id, 5.0)
+    # opaque(): Prefect need not walk thousands of chunks looking for upstream futures.
+    chunks = chunk_documents(opaque(loaded.documents), chunking or ChunkingOptions(), corpus_scope)
+    progress.update(5.0)
     embeddings = embedder_block.get_embeddings()
     # One store session for the run: an embedded store is opened (and locked) once, not per task.
     with store.session():
         plan = prepare_upserts(
-            store, collection, chunks, embedder_block.dimension(), corpus_scope, recreate_collection
+            store,
+            collection,
+            opaque(chunks),
+            embedder_block.dimension(),
+            corpus_scope,
+            recreate_collection,
         )
-        update_progress_artifact(progress_id, 10.0)
+        progress.update(10.0)
         written = 0
         total = len(plan.to_write)
         for start in range(0, total, batch_size):
-            written += embed_and_upsert(
-                store,
-                embeddings,
-                collection,
-                plan.to_write[start : start + batch_size],
-                corpus_scope,
-            )
-            update_progress_artifact(progress_id, 10.0 + 85.0 * written / total)
+            batch = plan.to_write[start : start + batch_size]
+            written += embed_and_upsert(store, embeddings, collection, opaque(batch), corpus_scope)
+            progress.update(10.0 + 85.0 * written / total)
         deleted = delete_stale_chunks(
             store,
             collection,
             corpus_scope,
-            [c.chunk_id for c in plan.to_write],
+            opaque([c.chunk_id for c in plan.to_write]),
             plan.changed_sources,
             delete_missing,
-            sorted({c.source for c in chunks}),
+            opaque(sorted({c.source for c in chunks})),
         )
-    update_progress_artifact(progress_id, 100.0)
+    progress.update(100.0)
 
     chunk_counts: dict[str, int] = {}
     for chunk in chunks:
