@@ -59,11 +59,14 @@ run: install ## start Prefect, deploy the templates, ingest the sample corpus an
 stop: ## stop the worker and the local Prefect server that `make run` started
 	@if [ -x $(FLOWKIT) ]; then $(FLOWKIT) down; else echo "nothing to stop"; fi
 
+# The tests start their own servers: they never touch the one `make run` uses.
+TEST_ENV := env -u PREFECT_API_URL -u PREFECT_UI_URL -u PREFECT_HOME
+
 test: install ## run the test suite (starts its own Prefect server, worker and models)
-	$(PY) -m pytest -ra
+	$(TEST_ENV) $(PY) -m pytest -ra
 
 test-fast: install ## the tests without the end-to-end deployment and offline-model tests
-	$(PY) -m pytest -ra -m "not e2e and not local_model"
+	$(TEST_ENV) $(PY) -m pytest -ra -m "not e2e and not local_model"
 
 bench: install ## run the benchmarks (outside the test suite)
 	$(PY) benchmarks/bench_ingest.py
