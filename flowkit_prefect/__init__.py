@@ -5,6 +5,7 @@ from flowkit_prefect.blocks.chat_models import ChatModelBlock, LocalChatModel, O
 from flowkit_prefect.blocks.embedders import EmbedderBlock, LocalEmbedder, OpenAIEmbedder
 from flowkit_prefect.blocks.qdrant import QdrantStore
 from flowkit_prefect.exceptions import (
+    BudgetExceededError,
     CollectionDimensionError,
     ConfigurationError,
     FlowkitError,
@@ -15,6 +16,16 @@ from flowkit_prefect.exceptions import (
 )
 from flowkit_prefect.flows.rag_answer import rag_answer
 from flowkit_prefect.flows.rag_ingest import rag_ingest
+from flowkit_prefect.llm import (
+    Budget,
+    LLMCallCachePolicy,
+    LLMResult,
+    LLMTaskConfig,
+    ainvoke_llm,
+    invoke_llm,
+    publish_usage,
+    track_usage,
+)
 from flowkit_prefect.retrieval.answer import answer_question
 from flowkit_prefect.retrieval.chunking import ChunkingOptions
 from flowkit_prefect.retrieval.tasks import (
@@ -42,6 +53,8 @@ from flowkit_prefect.retrieval.types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Budget",
+    "BudgetExceededError",
     "ChatModelBlock",
     "Chunk",
     "ChunkingOptions",
@@ -52,6 +65,9 @@ __all__ = [
     "FlowkitError",
     "IngestRecord",
     "IngestSummary",
+    "LLMCallCachePolicy",
+    "LLMResult",
+    "LLMTaskConfig",
     "LoadResult",
     "LocalChatModel",
     "LocalEmbedder",
@@ -68,13 +84,17 @@ __all__ = [
     "SourceReport",
     "StoreBusyError",
     "UpsertPlan",
+    "ainvoke_llm",
     "answer_question",
     "chunk_documents",
     "delete_stale_chunks",
     "embed_and_upsert",
+    "invoke_llm",
     "load_documents",
     "prepare_upserts",
+    "publish_usage",
     "rag_answer",
     "rag_ingest",
     "search_chunks",
+    "track_usage",
 ]

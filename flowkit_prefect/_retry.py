@@ -48,8 +48,6 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
     """A Prefect ``retry_condition_fn``: retry only when the failure is transient."""
-    try:
-        state.result()
-    except Exception as exc:
-        return is_transient(exc)
-    return False
+    # _sync: the engine may call this from inside a running event loop (async tasks).
+    error = state.result(raise_on_failure=False, _sync=True)
+    return isinstance(error, BaseException) and is_transient(error)

@@ -9,7 +9,8 @@ LangChain) are translated at one boundary with ``raise ... from exc``::
     ├── SourceNotFoundError         a documents folder or file does not exist
     ├── CollectionDimensionError    the Qdrant collection stores vectors of another size
     ├── StoreBusyError              the embedded Qdrant store stayed locked past the timeout
-    └── ModelOutputError            the chat model's output could not be used
+    ├── ModelOutputError            the chat model's output could not be used
+    └── BudgetExceededError         a run's token or cost budget is spent
 """
 
 from __future__ import annotations
@@ -60,3 +61,7 @@ class StoreBusyError(FlowkitError):
 
 class ModelOutputError(FlowkitError):
     """The chat model returned output that could not be parsed into the expected shape."""
+
+
+class BudgetExceededError(FlowkitError):
+    """The run's token or cost budget is spent; no further model call is made."""

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flowkit_prefect.models.structured import json_schema_structured_output
 
-__all__ = ["FakeChatModel", "HashEmbeddings"]
+__all__ = ["FakeChatModel", "FlakyChatModel", "HashEmbeddings"]
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -110,3 +110,42 @@ class HashEmbeddings(BaseModel, Embeddings):
     def embed_query(self, text: str) -> list[float]:
         """Embed a query."""
         return self._vector(text)
+
+
+class FlakyChatModel(FakeChatModel):
+    """A ``FakeChatModel`` that fails a scripted share of its calls, the way providers do.
+
+    ``failures`` lists, call by call, the exception to raise (None: answer normally); after the
+    list runs out every call answers. ``hang_seconds`` makes each call (async path) wait first,
+    to exercise timeouts.
+    """
+
+    failures: list[BaseException | None] = Field(default_factory=list)
+    hang_seconds: float = 0.0
+    attempts: int = 0
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        index = self.attempts
+        self.attempts += 1
+        if index < len(self.failures) and self.failures[index] is not None:
+            raise self.failures[index]  # type: ignore[misc]
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if self.hang_seconds:
+            import asyncio
+
+            await asyncio.sleep(self.hang_seconds)
+        return self._generate(messages, stop, None, **kwargs)

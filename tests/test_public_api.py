@@ -3,6 +3,8 @@
 import flowkit_prefect
 
 EXPECTED = [
+    "Budget",
+    "BudgetExceededError",
     "ChatModelBlock",
     "Chunk",
     "ChunkingOptions",
@@ -13,6 +15,9 @@ EXPECTED = [
     "FlowkitError",
     "IngestRecord",
     "IngestSummary",
+    "LLMCallCachePolicy",
+    "LLMResult",
+    "LLMTaskConfig",
     "LoadResult",
     "LocalChatModel",
     "LocalEmbedder",
@@ -29,15 +34,19 @@ EXPECTED = [
     "SourceReport",
     "StoreBusyError",
     "UpsertPlan",
+    "ainvoke_llm",
     "answer_question",
     "chunk_documents",
     "delete_stale_chunks",
     "embed_and_upsert",
+    "invoke_llm",
     "load_documents",
     "prepare_upserts",
+    "publish_usage",
     "rag_answer",
     "rag_ingest",
     "search_chunks",
+    "track_usage",
 ]
 
 

@@ -1,0 +1,31 @@
+"""LLM calls as Prefect tasks: one config object, transient-only retries, real timeouts,
+input-keyed caching, structured output with bounded repair, model fallback, usage and cost."""
+
+from flowkit_prefect.llm.cache import LLMCallCachePolicy, llm_cache_key
+from flowkit_prefect.llm.config import DEFAULT_LLM_TASK_CONFIG, LLMTaskConfig
+from flowkit_prefect.llm.tasks import LLMResult, ainvoke_llm, call_chat_model, invoke_llm
+from flowkit_prefect.llm.usage import (
+    Budget,
+    BudgetExceededError,
+    CallUsage,
+    UsageTracker,
+    publish_usage,
+    track_usage,
+)
+
+__all__ = [
+    "DEFAULT_LLM_TASK_CONFIG",
+    "Budget",
+    "BudgetExceededError",
+    "CallUsage",
+    "LLMCallCachePolicy",
+    "LLMResult",
+    "LLMTaskConfig",
+    "UsageTracker",
+    "ainvoke_llm",
+    "call_chat_model",
+    "invoke_llm",
+    "llm_cache_key",
+    "publish_usage",
+    "track_usage",
+]

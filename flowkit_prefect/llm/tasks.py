@@ -1,0 +1,255 @@
+"""Call chat models as Prefect tasks.
+
+``invoke_llm`` / ``ainvoke_llm`` run one call as a task run: retried only on transient faults
+(exponential backoff with jitter), cancelled at the configured timeout, replayed from cache when
+the same messages went to the same model with the same settings, repaired a bounded number of
+times when structured output is invalid, and tried on the next model of a fallback chain when a
+model keeps failing transiently. Each call's tokens and cost land in the run's usage tracker.
+
+Example:
+    ```python
+    from prefect import flow
+    from pydantic import BaseModel
+    from flowkit_prefect import LocalChatModel
+    from flowkit_prefect.llm import invoke_llm, track_usage
+
+    class Verdict(BaseModel):
+        sentiment: str
+
+    @flow
+    def classify(text: str) -> str:
+        with track_usage():
+            return invoke_llm(LocalChatModel(), f"Sentiment of: {text}", output_type=Verdict).parsed
+    ```
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+from prefect.logging import get_logger
+from prefect.tasks import exponential_backoff
+from prefect.utilities.asyncutils import run_coro_as_sync
+from pydantic import BaseModel, Field
+
+from flowkit_prefect._retry import is_transient, retry_on_transient
+from flowkit_prefect.blocks.chat_models import ChatModelBlock
+from flowkit_prefect.exceptions import ConfigurationError, ModelOutputError
+from flowkit_prefect.llm.cache import LLMCallCachePolicy
+from flowkit_prefect.llm.config import LLMTaskConfig, resolve_config
+from flowkit_prefect.llm.usage import CallUsage, current_tracker, emit_call_event
+
+logger = get_logger("flowkit.llm")
+
+
+class LLMResult(BaseModel):
+    """One finished call: the reply text, the parsed structured output, and what it used."""
+
+    text: str
+    parsed: Any = Field(default=None, description="Structured output, as JSON-ready data.")
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    repairs: int = Field(default=0, description="Invalid replies sent back before this one.")
+    cached: bool = False
+
+
+class _Target:
+    """A model to call, with its label and prices."""
+
+    def __init__(self, source: BaseChatModel | ChatModelBlock) -> None:
+        if isinstance(source, ChatModelBlock):
+            self.model = source.get_chat_model()
+            self.label = source.model_label
+            self.block: ChatModelBlock | None = source
+        elif isinstance(source, BaseChatModel):
+            self.model = source
+            self.label = str(getattr(source, "model_name", "") or type(source).__name__)
+            self.block = None
+        else:
+            raise ConfigurationError(
+                f"Expected a chat model block or a LangChain BaseChatModel, got {source!r}."
+            )
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return self.block.cost(input_tokens, output_tokens) if self.block else 0.0
+
+
+def _as_messages(prompt: str | Sequence[BaseMessage]) -> list[BaseMessage]:
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise ConfigurationError("The prompt is empty.")
+        return [HumanMessage(prompt)]
+    messages = list(prompt)
+    if not messages or not all(isinstance(m, BaseMessage) for m in messages):
+        raise ConfigurationError("Pass a prompt string or a non-empty list of LangChain messages.")
+    return messages
+
+
+def _usage(message: Any) -> tuple[int, int]:
+    usage = getattr(message, "usage_metadata", None) or {}
+    return int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
+
+
+async def _structured_call(
+    model: BaseChatModel,
+    messages: list[BaseMessage],
+    output_type: type[BaseModel],
+    repairs: int,
+    label: str,
+) -> LLMResult:
+    try:
+        runnable = model.with_structured_output(output_type, include_raw=True)
+    except NotImplementedError as exc:
+        raise ConfigurationError(
+            f"{label} does not support structured output; use a model with tool calling or "
+            "JSON mode."
+        ) from exc
+    conversation = list(messages)
+    input_tokens = output_tokens = 0
+    error: Exception | None = None
+    for attempt in range(repairs + 1):
+        reply = await runnable.ainvoke(conversation)
+        raw, parsed, error = reply["raw"], reply["parsed"], reply["parsing_error"]
+        used_in, used_out = _usage(raw)
+        input_tokens, output_tokens = input_tokens + used_in, output_tokens + used_out
+        if error is None and parsed is not None:
+            data = parsed.model_dump(mode="json") if isinstance(parsed, BaseModel) else parsed
+            return LLMResult(
+                text=getattr(raw, "text", "") or "",
+                parsed=data,
+                model=label,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                repairs=attempt,
+            )
+        text = getattr(raw, "text", "") or str(getattr(raw, "content", ""))
+        conversation += [
+            AIMessage(text),
+            HumanMessage(
+                f"That reply is not valid for the required schema: {error}. Reply again with "
+                "only the corrected JSON."
+            ),
+        ]
+    raise ModelOutputError(
+        f"{label} gave no valid structured output for {output_type.__name__} after "
+        f"{repairs + 1} attempts; last error: {error}"
+    )
+
+
+@task(name="llm-call", persist_result=True)
+async def call_chat_model(
+    model: BaseChatModel,
+    messages: list[BaseMessage],
+    schema: dict[str, Any] | None = None,
+    output_type: type[BaseModel] | None = None,
+    repairs: int = 2,
+    label: str = "",
+) -> LLMResult:
+    """One model call (plus structured-output repairs) as a task run.
+
+    ``schema`` is the JSON schema of ``output_type``: it is what the cache key sees.
+    """
+    label = label or type(model).__name__
+    if output_type is not None:
+        return await _structured_call(model, messages, output_type, repairs, label)
+    reply = await model.ainvoke(messages)
+    used_in, used_out = _usage(reply)
+    return LLMResult(text=reply.text, model=label, input_tokens=used_in, output_tokens=used_out)
+
+
+def _configured_task(config: LLMTaskConfig, label: str) -> Any:
+    retries = int(config["retries"])
+    expiration = config.get("cache_expiration_seconds")
+    return call_chat_model.with_options(
+        name=f"{config['task_name']}",
+        task_run_name=f"{config['task_name']} [{label[:40]}]",
+        retries=retries,
+        retry_delay_seconds=exponential_backoff(config["retry_delay_seconds"])(retries)
+        if retries
+        else 0,
+        retry_jitter_factor=config["retry_jitter_factor"],
+        retry_condition_fn=retry_on_transient,
+        timeout_seconds=config["timeout_seconds"],
+        cache_policy=LLMCallCachePolicy() if config["cache"] else NO_CACHE,
+        cache_expiration=datetime.timedelta(seconds=expiration) if expiration else None,
+        persist_result=bool(config["cache"]),
+    )
+
+
+async def ainvoke_llm(
+    model: BaseChatModel | ChatModelBlock | Sequence[BaseChatModel | ChatModelBlock],
+    prompt: str | Sequence[BaseMessage],
+    *,
+    output_type: type[BaseModel] | None = None,
+    config: LLMTaskConfig | None = None,
+) -> LLMResult:
+    """Call a chat model (or the first of a fallback chain that works) as a Prefect task."""
+    settings = resolve_config(config)
+    messages = _as_messages(prompt)
+    chain = list(model) if isinstance(model, Sequence) else [model]
+    if not chain:
+        raise ConfigurationError("The fallback chain is empty: pass at least one chat model.")
+    tracker = current_tracker()
+    ctx = FlowRunContext.get()
+    flow_run_id = str(ctx.flow_run.id) if ctx and ctx.flow_run else None
+    schema = output_type.model_json_schema() if output_type is not None else None
+    last_error: BaseException | None = None
+    for position, source in enumerate(chain):
+        target = _Target(source)
+        tracker.check()
+        runner = _configured_task(settings, target.label)
+        state = await runner(
+            target.model,
+            messages,
+            schema,
+            output_type,
+            int(settings["structured_repairs"]),
+            target.label,
+            return_state=True,
+        )
+        if state.is_completed():
+            result: LLMResult = await state.aresult()
+            cached = state.name == "Cached"
+            usage = CallUsage(
+                model=target.label,
+                task=settings["task_name"],
+                input_tokens=0 if cached else result.input_tokens,
+                output_tokens=0 if cached else result.output_tokens,
+                cost=0.0 if cached else target.cost(result.input_tokens, result.output_tokens),
+                cached=cached,
+            )
+            tracker.record(usage)
+            emit_call_event(usage, flow_run_id)
+            return result.model_copy(update={"cached": cached})
+        try:
+            await state.aresult()
+        except BaseException as exc:  # the task's own failure, re-raised by Prefect
+            last_error = exc
+        if last_error is None or not is_transient(last_error) or position == len(chain) - 1:
+            break
+        logger.warning(
+            "%s kept failing transiently (%s); falling back to the next model",
+            target.label,
+            type(last_error).__name__,
+        )
+    assert last_error is not None
+    raise last_error
+
+
+def invoke_llm(
+    model: BaseChatModel | ChatModelBlock | Sequence[BaseChatModel | ChatModelBlock],
+    prompt: str | Sequence[BaseMessage],
+    *,
+    output_type: type[BaseModel] | None = None,
+    config: LLMTaskConfig | None = None,
+) -> LLMResult:
+    """Synchronous ``ainvoke_llm``, for ordinary (sync) flows."""
+    return run_coro_as_sync(ainvoke_llm(model, prompt, output_type=output_type, config=config))
