@@ -215,3 +215,69 @@ def test_usage_table_and_budget(harness: str) -> None:
 
     priced = OpenAIChatModel(model="x", input_price_per_1k=1.0, output_price_per_1k=2.0)
     assert priced.cost(500, 250) == pytest.approx(1.0)
+
+
+class SlowChatModel(FakeChatModel):
+    """Answers after a fixed latency and records the highest number of calls in flight."""
+
+    latency: float = 0.2
+    in_flight: int = 0
+    peak: int = 0
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+        import asyncio
+
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await asyncio.sleep(self.latency)
+            return self._generate(messages, stop, None, **kwargs)
+        finally:
+            self.in_flight -= 1
+
+
+def test_fan_out_respects_the_shared_concurrency_cap(harness: str) -> None:
+    from flowkit_prefect.llm import map_llm
+
+    model = SlowChatModel(responses=["ok"])
+    prompts = [_unique(f"item {i}") for i in range(12)]
+
+    @flow
+    def run() -> list[str]:
+        results = map_llm(
+            model,
+            prompts,
+            max_concurrency=3,
+            limit_name=f"t-{uuid.uuid4().hex[:6]}",
+            config={"cache": False},
+        )
+        return [r.text for r in results]
+
+    assert run() == ["ok"] * 12
+    assert model.peak == 3
+
+
+def test_fan_out_survives_a_flaky_provider(harness: str) -> None:
+    """30% of calls fail with rate-limit or timeout errors; every result still arrives."""
+    from flowkit_prefect.llm import map_llm
+
+    failures = [
+        RateLimitError("busy") if i % 10 in (1, 4) else TimeoutError("t") if i % 10 == 7 else None
+        for i in range(40)
+    ]
+    model = FlakyChatModel(
+        respond=lambda messages, **_: messages[-1].text.upper(), failures=failures
+    )
+    prompts = [f"p{i} {uuid.uuid4().hex[:6]}" for i in range(20)]
+
+    @flow
+    def run() -> list[str]:
+        return [
+            r.text
+            for r in map_llm(
+                model, prompts, max_concurrency=4, config={**FAST, "cache": False, "retries": 5}
+            )
+        ]
+
+    assert run() == [p.upper() for p in prompts]
+    assert model.attempts > len(prompts)

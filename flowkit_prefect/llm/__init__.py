@@ -3,6 +3,7 @@ input-keyed caching, structured output with bounded repair, model fallback, usag
 
 from flowkit_prefect.llm.cache import LLMCallCachePolicy, llm_cache_key
 from flowkit_prefect.llm.config import DEFAULT_LLM_TASK_CONFIG, LLMTaskConfig
+from flowkit_prefect.llm.fanout import amap_llm, map_llm
 from flowkit_prefect.llm.tasks import LLMResult, ainvoke_llm, call_chat_model, invoke_llm
 from flowkit_prefect.llm.usage import (
     Budget,
@@ -23,9 +24,11 @@ __all__ = [
     "LLMTaskConfig",
     "UsageTracker",
     "ainvoke_llm",
+    "amap_llm",
     "call_chat_model",
     "invoke_llm",
     "llm_cache_key",
+    "map_llm",
     "publish_usage",
     "track_usage",
 ]
