@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -40,8 +40,8 @@ class FakeChatModel(BaseChatModel):
     tested too.
     """
 
-    responses: list[str] = Field(default_factory=lambda: ["ok"])
-    respond: Callable[..., str] | None = None
+    responses: list[str | AIMessage] = Field(default_factory=lambda: ["ok"])
+    respond: Callable[..., str | AIMessage] | None = None
     model_name: str = "fake-chat-model"
     calls: list[list[BaseMessage]] = Field(default_factory=list)
 
@@ -63,21 +63,29 @@ class FakeChatModel(BaseChatModel):
         index = len(self.calls)
         self.calls.append(list(messages))
         if self.respond is not None:
-            text = self.respond(messages, **kwargs)
+            scripted = self.respond(messages, **kwargs)
         else:
-            text = self.responses[min(index, len(self.responses) - 1)]
+            scripted = self.responses[min(index, len(self.responses) - 1)]
+        reply = scripted if isinstance(scripted, AIMessage) else AIMessage(content=scripted)
         input_tokens = sum(len(m.text.split()) for m in messages)
-        output_tokens = len(text.split())
-        message = AIMessage(
-            content=text,
-            usage_metadata={
-                "input_tokens": input_tokens,
-                "output_tokens": output_tokens,
-                "total_tokens": input_tokens + output_tokens,
-            },
-            response_metadata={"model_name": self.model_name},
+        output_tokens = len(reply.text.split()) + 5 * len(reply.tool_calls)
+        message = reply.model_copy(
+            update={
+                "usage_metadata": {
+                    "input_tokens": input_tokens,
+                    "output_tokens": output_tokens,
+                    "total_tokens": input_tokens + output_tokens,
+                },
+                "response_metadata": {"model_name": self.model_name},
+            }
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[Any, AIMessage]:
+        """Accept tools the way a tool-calling provider does; the script decides the calls."""
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
+        return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 
     def with_structured_output(
         self, schema: dict[str, Any] | type, *, include_raw: bool = False, **kwargs: Any

@@ -49,12 +49,15 @@ def messages_fingerprint(messages: list[BaseMessage]) -> list[dict[str, Any]]:
     ]
 
 
-def llm_cache_key(model: Any, messages: list[BaseMessage], schema: Any = None) -> str:
+def llm_cache_key(
+    model: Any, messages: list[BaseMessage], schema: Any = None, tools: Any = None
+) -> str:
     """sha256 of the fingerprint of one call."""
     payload = {
         "model": model_fingerprint(model),
         "messages": messages_fingerprint(messages),
         "schema": schema,
+        "tools": tools,
     }
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()
@@ -74,5 +77,5 @@ class LLMCallCachePolicy(CachePolicy):
         if not inputs or "model" not in inputs or "messages" not in inputs:
             return None
         return "flowkit-llm-" + llm_cache_key(
-            inputs["model"], inputs["messages"], inputs.get("schema")
+            inputs["model"], inputs["messages"], inputs.get("schema"), inputs.get("tools")
         )

@@ -31,6 +31,7 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
@@ -59,6 +60,13 @@ class LLMResult(BaseModel):
     output_tokens: int = 0
     repairs: int = Field(default=0, description="Invalid replies sent back before this one.")
     cached: bool = False
+    tool_calls: list[dict[str, Any]] = Field(
+        default_factory=list, description="Tool calls the model asked for: name, args, id."
+    )
+
+    def to_message(self) -> AIMessage:
+        """The reply as an ``AIMessage``, to continue a conversation (e.g. a tool loop)."""
+        return AIMessage(content=self.text, tool_calls=self.tool_calls)
 
 
 class _Target:
@@ -152,17 +160,29 @@ async def call_chat_model(
     output_type: type[BaseModel] | None = None,
     repairs: int = 2,
     label: str = "",
+    tools: list[dict[str, Any]] | None = None,
 ) -> LLMResult:
     """One model call (plus structured-output repairs) as a task run.
 
-    ``schema`` is the JSON schema of ``output_type``: it is what the cache key sees.
+    ``schema`` is the JSON schema of ``output_type`` and ``tools`` are OpenAI-format tool
+    schemas: they, not the Python objects, are what the cache key sees.
     """
     label = label or type(model).__name__
     if output_type is not None:
         return await _structured_call(model, messages, output_type, repairs, label)
-    reply = await model.ainvoke(messages)
+    runnable: Any = model.bind_tools(tools) if tools else model
+    reply = await runnable.ainvoke(messages)
     used_in, used_out = _usage(reply)
-    return LLMResult(text=reply.text, model=label, input_tokens=used_in, output_tokens=used_out)
+    return LLMResult(
+        text=reply.text,
+        model=label,
+        input_tokens=used_in,
+        output_tokens=used_out,
+        tool_calls=[
+            {"name": c["name"], "args": c["args"], "id": c.get("id") or f"call_{i}"}
+            for i, c in enumerate(getattr(reply, "tool_calls", None) or [])
+        ],
+    )
 
 
 def _configured_task(config: LLMTaskConfig, label: str) -> Any:
@@ -190,8 +210,13 @@ async def ainvoke_llm(
     *,
     output_type: type[BaseModel] | None = None,
     config: LLMTaskConfig | None = None,
+    tools: Sequence[Any] | None = None,
 ) -> LLMResult:
-    """Call a chat model (or the first of a fallback chain that works) as a Prefect task."""
+    """Call a chat model (or the first of a fallback chain that works) as a Prefect task.
+
+    ``tools`` (LangChain tools, functions or schemas) are bound with ``bind_tools``; the tool
+    calls the model asks for come back in ``LLMResult.tool_calls``.
+    """
     settings = resolve_config(config)
     messages = _as_messages(prompt)
     chain = list(model) if isinstance(model, Sequence) else [model]
@@ -201,6 +226,7 @@ async def ainvoke_llm(
     ctx = FlowRunContext.get()
     flow_run_id = str(ctx.flow_run.id) if ctx and ctx.flow_run else None
     schema = output_type.model_json_schema() if output_type is not None else None
+    tool_schemas = [convert_to_openai_tool(t) for t in tools] if tools else None
     last_error: BaseException | None = None
     for position, source in enumerate(chain):
         target = _Target(source)
@@ -213,6 +239,7 @@ async def ainvoke_llm(
             output_type,
             int(settings["structured_repairs"]),
             target.label,
+            tool_schemas,
             return_state=True,
         )
         if state.is_completed():
@@ -250,6 +277,9 @@ def invoke_llm(
     *,
     output_type: type[BaseModel] | None = None,
     config: LLMTaskConfig | None = None,
+    tools: Sequence[Any] | None = None,
 ) -> LLMResult:
     """Synchronous ``ainvoke_llm``, for ordinary (sync) flows."""
-    return run_coro_as_sync(ainvoke_llm(model, prompt, output_type=output_type, config=config))
+    return run_coro_as_sync(
+        ainvoke_llm(model, prompt, output_type=output_type, config=config, tools=tools)
+    )

@@ -1,0 +1,1 @@
+"""Agents whose every step is a Prefect task run: tool agents and plan-and-execute."""
