@@ -10,6 +10,7 @@ LangChain) are translated at one boundary with ``raise ... from exc``::
     ├── CollectionDimensionError    the Qdrant collection stores vectors of another size
     ├── StoreBusyError              the embedded Qdrant store stayed locked past the timeout
     ├── ModelOutputError            the chat model's output could not be used
+    │   └── PlanError               a plan is empty, cyclic or names unknown steps/executors
     └── BudgetExceededError         a run's token or cost budget is spent
 """
 
@@ -65,3 +66,7 @@ class ModelOutputError(FlowkitError):
 
 class BudgetExceededError(FlowkitError):
     """The run's token or cost budget is spent; no further model call is made."""
+
+
+class PlanError(ModelOutputError):
+    """A plan cannot be executed: empty, cyclic, or naming unknown steps or executors."""

@@ -1,0 +1,163 @@
+"""Plan-and-execute on real Prefect with scripted models: ordering, parallel waves, statuses,
+blocked steps, bounded plan repair, and the summary that always runs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import pytest
+from prefect import flow
+from prefect.artifacts import Artifact
+
+from flowkit_prefect.agents.executors import ExecutorRegistry, StepContext
+from flowkit_prefect.agents.plan import Plan, PlanStep
+from flowkit_prefect.agents.planning import run_plan
+from flowkit_prefect.exceptions import PlanError
+from flowkit_prefect.testing import FakeChatModel
+
+
+def plan_json(steps: list[dict]) -> str:
+    return json.dumps({"steps": steps})
+
+
+def step(i: str, executor: str = "py", deps: list[str] | None = None, text: str = "") -> dict:
+    return {
+        "id": i,
+        "description": text or f"do {i}",
+        "executor": executor,
+        "depends_on": deps or [],
+    }
+
+
+class Recorder:
+    """A Python executor that records when each step ran."""
+
+    def __init__(self, fail: set[str] = frozenset(), delay: float = 0.0) -> None:
+        self.fail, self.delay = set(fail), delay
+        self.log: list[tuple[str, float, float, dict]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, plan_step: PlanStep, context: StepContext) -> str:
+        start = time.monotonic()
+        time.sleep(self.delay)
+        with self.lock:
+            self.log.append((plan_step.id, start, time.monotonic(), dict(context.inputs)))
+        if plan_step.id in self.fail:
+            raise RuntimeError(f"{plan_step.id} broke")
+        return f"result of {plan_step.id}"
+
+
+def _registry(recorder: Recorder) -> ExecutorRegistry:
+    registry = ExecutorRegistry()
+    registry.register("py", recorder, "run Python")
+    return registry
+
+
+def test_steps_run_in_dependency_order_with_parallel_waves(harness: str) -> None:
+    planner = FakeChatModel(
+        responses=[
+            plan_json([step("s1"), step("s2"), step("s3", deps=["s1", "s2"])]),
+            "All three steps completed.",
+        ]
+    )
+    recorder = Recorder(delay=0.5)
+
+    @flow
+    def run():
+        return run_plan(planner, f"goal {uuid.uuid4().hex}", _registry(recorder))
+
+    result = run()
+    assert [s.status for s in result.plan.steps] == ["completed"] * 3
+    times = {sid: (start, end) for sid, start, end, _ in recorder.log}
+    assert times["s1"][0] < times["s2"][1] and times["s2"][0] < times["s1"][1]  # in parallel
+    assert times["s3"][0] >= max(times["s1"][1], times["s2"][1])
+    assert recorder.log[-1][3] == {"s1": "result of s1", "s2": "result of s2"}
+    assert result.summary == "All three steps completed."
+    table = Artifact.get("plan-status")
+    assert table is not None and "completed" in str(table.data)
+
+
+def test_a_failed_step_blocks_its_dependents_and_the_summary_still_runs(harness: str) -> None:
+    planner = FakeChatModel(
+        responses=[
+            plan_json([step("s1"), step("s2", deps=["s1"]), step("s3", deps=["s2"]), step("s4")]),
+            "Partial: s1 failed.",
+        ]
+    )
+    recorder = Recorder(fail={"s1"})
+
+    @flow
+    def run():
+        return run_plan(planner, f"goal {uuid.uuid4().hex}", _registry(recorder), step_retries=1)
+
+    result = run()
+    statuses = {s.id: s.status for s in result.plan.steps}
+    assert statuses == {"s1": "failed", "s2": "blocked", "s3": "blocked", "s4": "completed"}
+    assert result.plan.step("s1").attempts == 2  # the per-step retry cap
+    assert [sid for sid, *_ in recorder.log].count("s1") == 2
+    assert "dependency s1" in result.plan.step("s2").error
+    assert "dependency s2" in result.plan.step("s3").error
+    assert (result.completed, result.failed, result.blocked) == (1, 1, 2)
+    assert result.summary == "Partial: s1 failed."
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (plan_json([]), "no steps"),
+        (plan_json([step("s1", deps=["s2"]), step("s2", deps=["s1"])]), "cycle"),
+        (plan_json([step("s1", deps=["s9"])]), "unknown step"),
+        (plan_json([step("s1"), step("s1")]), "unique"),
+    ],
+)
+def test_invalid_plans_are_repaired_or_rejected_with_a_clear_error(
+    harness: str, bad: str, message: str
+) -> None:
+    planner = FakeChatModel(responses=[bad])  # repeats the same bad plan forever
+
+    @flow
+    def run():
+        return run_plan(planner, f"goal {uuid.uuid4().hex}", _registry(Recorder()), plan_repairs=1)
+
+    with pytest.raises(PlanError, match=message):
+        run()
+    assert len(planner.calls) == 2  # bounded: one repair, no hang
+    assert "invalid" in planner.calls[1][-1].text
+
+
+def test_a_repaired_plan_runs(harness: str) -> None:
+    planner = FakeChatModel(
+        responses=[
+            plan_json([step("s1", deps=["s1"])]),
+            plan_json([step("s1")]),
+            "done",
+        ]
+    )
+
+    @flow
+    def run():
+        return run_plan(planner, f"goal {uuid.uuid4().hex}", _registry(Recorder()))
+
+    assert run().plan.steps[0].status == "completed"
+
+
+def test_unknown_executors_cannot_be_planned() -> None:
+    plan = Plan(goal="g", steps=[PlanStep(id="s1", description="x", executor="magic")])
+    with pytest.raises(PlanError, match="unknown executor 'magic'"):
+        plan.check({"llm"})
+
+
+def test_waves_group_independent_steps() -> None:
+    plan = Plan(
+        goal="g",
+        steps=[
+            PlanStep(id="a", description="x"),
+            PlanStep(id="b", description="x", depends_on=["a"]),
+            PlanStep(id="c", description="x"),
+            PlanStep(id="d", description="x", depends_on=["b", "c"]),
+        ],
+    )
+    assert plan.waves() == [["a", "c"], ["b"], ["d"]]
