@@ -1,6 +1,10 @@
 """flowkit-prefect: reusable Prefect tasks and flow templates for LLM agents, retrieval and
 data validation. Blocks hold configuration, tasks do one job each, flows compose them."""
 
+from flowkit_prefect.agents.executors import ExecutorRegistry, StepContext
+from flowkit_prefect.agents.plan import Plan, PlanStep
+from flowkit_prefect.agents.planning import PlanResult, run_plan
+from flowkit_prefect.agents.tool_agent import AgentResult, ToolApproval, run_tool_agent
 from flowkit_prefect.blocks.chat_models import ChatModelBlock, LocalChatModel, OpenAIChatModel
 from flowkit_prefect.blocks.embedders import EmbedderBlock, LocalEmbedder, OpenAIEmbedder
 from flowkit_prefect.blocks.qdrant import QdrantStore
@@ -11,9 +15,11 @@ from flowkit_prefect.exceptions import (
     FlowkitError,
     MissingDependencyError,
     ModelOutputError,
+    PlanError,
     SourceNotFoundError,
     StoreBusyError,
 )
+from flowkit_prefect.flows.plan_and_execute import plan_and_execute
 from flowkit_prefect.flows.rag_answer import rag_answer
 from flowkit_prefect.flows.rag_ingest import rag_ingest
 from flowkit_prefect.llm import (
@@ -23,6 +29,7 @@ from flowkit_prefect.llm import (
     LLMTaskConfig,
     ainvoke_llm,
     invoke_llm,
+    map_llm,
     publish_usage,
     track_usage,
 )
@@ -53,6 +60,7 @@ from flowkit_prefect.retrieval.types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgentResult",
     "Budget",
     "BudgetExceededError",
     "ChatModelBlock",
@@ -62,6 +70,7 @@ __all__ = [
     "CollectionDimensionError",
     "ConfigurationError",
     "EmbedderBlock",
+    "ExecutorRegistry",
     "FlowkitError",
     "IngestRecord",
     "IngestSummary",
@@ -75,6 +84,10 @@ __all__ = [
     "ModelOutputError",
     "OpenAIChatModel",
     "OpenAIEmbedder",
+    "Plan",
+    "PlanError",
+    "PlanResult",
+    "PlanStep",
     "QdrantStore",
     "RagAnswer",
     "SearchHit",
@@ -82,7 +95,9 @@ __all__ = [
     "SourceDocument",
     "SourceNotFoundError",
     "SourceReport",
+    "StepContext",
     "StoreBusyError",
+    "ToolApproval",
     "UpsertPlan",
     "ainvoke_llm",
     "answer_question",
@@ -91,10 +106,14 @@ __all__ = [
     "embed_and_upsert",
     "invoke_llm",
     "load_documents",
+    "map_llm",
+    "plan_and_execute",
     "prepare_upserts",
     "publish_usage",
     "rag_answer",
     "rag_ingest",
+    "run_plan",
+    "run_tool_agent",
     "search_chunks",
     "track_usage",
 ]

@@ -15,7 +15,7 @@ from prefect.artifacts import Artifact
 from flowkit_prefect.agents.executors import ExecutorRegistry, StepContext
 from flowkit_prefect.agents.plan import Plan, PlanStep
 from flowkit_prefect.agents.planning import run_plan
-from flowkit_prefect.exceptions import PlanError
+from flowkit_prefect.exceptions import ModelOutputError, PlanError
 from flowkit_prefect.testing import FakeChatModel
 
 
@@ -24,11 +24,11 @@ def plan_json(steps: list[dict]) -> str:
 
 
 def step(i: str, executor: str = "py", deps: list[str] | None = None, text: str = "") -> dict:
+    """A step as the planner writes it: numbered by position, dependencies by number."""
     return {
-        "id": i,
         "description": text or f"do {i}",
         "executor": executor,
-        "depends_on": deps or [],
+        "depends_on": [int(d.removeprefix("s")) for d in deps or []],
     }
 
 
@@ -107,10 +107,11 @@ def test_a_failed_step_blocks_its_dependents_and_the_summary_still_runs(harness:
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        (plan_json([]), "no steps"),
+        (plan_json([]), "at least 1 item"),
         (plan_json([step("s1", deps=["s2"]), step("s2", deps=["s1"])]), "cycle"),
-        (plan_json([step("s1", deps=["s9"])]), "unknown step"),
-        (plan_json([step("s1"), step("s1")]), "unique"),
+        (plan_json([step("s1", deps=["s9"])]), "Input should be 1, 2"),
+        (plan_json([step("s1", deps=["s2"])]), "unknown step"),
+        (plan_json([step("s1", deps=["s1"])]), "depends on itself"),
     ],
 )
 def test_invalid_plans_are_repaired_or_rejected_with_a_clear_error(
@@ -122,10 +123,12 @@ def test_invalid_plans_are_repaired_or_rejected_with_a_clear_error(
     def run():
         return run_plan(planner, f"goal {uuid.uuid4().hex}", _registry(Recorder()), plan_repairs=1)
 
-    with pytest.raises(PlanError, match=message):
+    # A reply the schema rejects is repaired as structured output (ModelOutputError when it
+    # stays wrong); a well-formed but unrunnable plan goes back to the planner (PlanError).
+    with pytest.raises(ModelOutputError, match=message):
         run()
-    assert len(planner.calls) == 2  # bounded: one repair, no hang
-    assert "invalid" in planner.calls[1][-1].text
+    assert 2 <= len(planner.calls) <= 3  # bounded repair, no hang
+    assert "invalid" in planner.calls[1][-1].text or "not valid" in planner.calls[1][-1].text
 
 
 def test_a_repaired_plan_runs(harness: str) -> None:

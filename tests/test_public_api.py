@@ -3,6 +3,7 @@
 import flowkit_prefect
 
 EXPECTED = [
+    "AgentResult",
     "Budget",
     "BudgetExceededError",
     "ChatModelBlock",
@@ -12,6 +13,7 @@ EXPECTED = [
     "CollectionDimensionError",
     "ConfigurationError",
     "EmbedderBlock",
+    "ExecutorRegistry",
     "FlowkitError",
     "IngestRecord",
     "IngestSummary",
@@ -25,6 +27,10 @@ EXPECTED = [
     "ModelOutputError",
     "OpenAIChatModel",
     "OpenAIEmbedder",
+    "Plan",
+    "PlanError",
+    "PlanResult",
+    "PlanStep",
     "QdrantStore",
     "RagAnswer",
     "SearchHit",
@@ -32,7 +38,9 @@ EXPECTED = [
     "SourceDocument",
     "SourceNotFoundError",
     "SourceReport",
+    "StepContext",
     "StoreBusyError",
+    "ToolApproval",
     "UpsertPlan",
     "ainvoke_llm",
     "answer_question",
@@ -41,10 +49,14 @@ EXPECTED = [
     "embed_and_upsert",
     "invoke_llm",
     "load_documents",
+    "map_llm",
+    "plan_and_execute",
     "prepare_upserts",
     "publish_usage",
     "rag_answer",
     "rag_ingest",
+    "run_plan",
+    "run_tool_agent",
     "search_chunks",
     "track_usage",
 ]
@@ -75,7 +87,11 @@ def test_exceptions_share_one_base() -> None:
 
 
 def test_flow_templates_show_a_documented_form_in_the_ui() -> None:
-    for template in (flowkit_prefect.rag_ingest, flowkit_prefect.rag_answer):
+    for template in (
+        flowkit_prefect.rag_ingest,
+        flowkit_prefect.rag_answer,
+        flowkit_prefect.plan_and_execute,
+    ):
         properties = template.parameters.model_dump()["properties"]
         assert properties, template.name
         for name, schema in properties.items():

@@ -102,21 +102,3 @@ class Plan(BaseModel):
             }
             for s in self.steps
         ]
-
-
-class DraftStep(BaseModel):
-    """A step as the planner model writes it."""
-
-    id: str = Field(description="Short id such as s1, s2.")
-    description: str = Field(description="What this step must produce.")
-    executor: str = Field(description="Which executor runs the step.")
-    depends_on: list[str] = Field(default_factory=list, description="Ids of earlier steps.")
-
-
-class PlanDraft(BaseModel):
-    """The planner's structured output."""
-
-    steps: list[DraftStep]
-
-    def to_plan(self, goal: str) -> Plan:
-        return Plan(goal=goal, steps=[PlanStep(**s.model_dump()) for s in self.steps])

@@ -20,14 +20,15 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field, create_model
 
 from flowkit_prefect.agents.executors import ExecutorRegistry, StepContext
-from flowkit_prefect.agents.plan import DraftStep, Plan, PlanDraft, PlanStep
+from flowkit_prefect.agents.plan import Plan, PlanStep
 from flowkit_prefect.exceptions import FlowkitError, PlanError
 from flowkit_prefect.llm.tasks import invoke_llm
 
 PLAN_ARTIFACT_KEY = "plan-status"
 PLANNER_SYSTEM = """You are a planner. Break the goal into a few concrete steps.
-Each step has an id (s1, s2, ...), a description of what it must produce, the executor that runs
-it, and depends_on: the ids of earlier steps whose results it needs (empty if none).
+Steps are numbered 1, 2, 3 in order. Each step has a description of what it must produce, the
+executor that runs it, and depends_on: the numbers of earlier steps whose results it needs
+(empty if none).
 Executors:
 {executors}
 Use as few steps as the goal needs (at most {max_steps}). No step may depend on a later step."""
@@ -51,15 +52,38 @@ class PlanResult(BaseModel):
 
 
 def _draft_schema(executors: set[str], max_steps: int) -> type[BaseModel]:
+    """Steps are numbered by position, so the model only writes numbers it has seen."""
     executor_type: Any = Literal[tuple(sorted(executors))]  # type: ignore[valid-type]
+    number_type: Any = Literal[tuple(range(1, max_steps + 1))]  # type: ignore[valid-type]
     step = create_model(
         "PlannedStep",
-        id=(str, Field(max_length=8, description="Short id such as s1.")),
-        description=(str, Field(max_length=400, description="What this step must produce.")),
+        description=(
+            str,
+            Field(min_length=3, max_length=300, description="What this step must produce."),
+        ),
         executor=(executor_type, Field(description="Which executor runs the step.")),
-        depends_on=(list[str], Field(max_length=max_steps, description="Ids of earlier steps.")),
+        depends_on=(
+            list[number_type],
+            Field(max_length=max_steps, description="Numbers of earlier steps it needs."),
+        ),
     )
-    return create_model("PlannedSteps", steps=(list[step], Field(max_length=max_steps)))
+    return create_model(
+        "PlannedSteps", steps=(list[step], Field(min_length=1, max_length=max_steps))
+    )
+
+
+def _to_plan(goal: str, parsed: dict[str, Any]) -> Plan:
+    steps = []
+    for number, raw in enumerate(parsed.get("steps") or [], start=1):
+        steps.append(
+            PlanStep(
+                id=f"s{number}",
+                description=str(raw.get("description", "")),
+                executor=str(raw.get("executor", "")),
+                depends_on=[f"s{int(d)}" for d in raw.get("depends_on") or []],
+            )
+        )
+    return Plan(goal=goal, steps=steps)
 
 
 def draft_plan(
@@ -80,8 +104,7 @@ def draft_plan(
     error: PlanError | None = None
     for _attempt in range(repairs + 1):
         reply = invoke_llm(planner, conversation, output_type=schema, config={"task_name": "plan"})
-        draft = PlanDraft(steps=[DraftStep(**s) for s in reply.parsed["steps"]])
-        plan = draft.to_plan(goal)
+        plan = _to_plan(goal, reply.parsed)
         try:
             plan.check(registry.names(), max_steps)
             return plan
