@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
 from prefect.blocks.core import Block
@@ -117,7 +118,16 @@ class OpenAIChatModel(ChatModelBlock):
         default=None, description="API key; leave empty for endpoints that need none."
     )
     max_retries: int = Field(
-        default=2, ge=0, description="Retries the OpenAI client makes on transient errors."
+        default=0,
+        ge=0,
+        description="Retries inside the OpenAI client; 0 leaves retries to the Prefect task.",
+    )
+    structured_output_method: Literal["json_schema", "function_calling", "json_mode"] = Field(
+        default="json_schema",
+        description=(
+            "How structured output is requested; servers without json_schema support "
+            "(e.g. llama.cpp) need function_calling or json_mode."
+        ),
     )
 
     @property
@@ -126,14 +136,15 @@ class OpenAIChatModel(ChatModelBlock):
 
     def get_chat_model(self) -> BaseChatModel:
         try:
-            from langchain_openai import ChatOpenAI
+            from flowkit_prefect.models.openai_compatible import ChatOpenAICompatible
         except ImportError as exc:
             raise MissingDependencyError(
                 "langchain-openai", "openai", "The OpenAI-compatible chat model"
             ) from exc
         if not self.model:
             raise ConfigurationError("OpenAIChatModel needs a model name (the 'model' field).")
-        return ChatOpenAI(
+
+        return ChatOpenAICompatible(
             model=self.model,
             base_url=self.base_url,
             # Endpoints without auth still need a non-empty key for the OpenAI client.
@@ -142,4 +153,5 @@ class OpenAIChatModel(ChatModelBlock):
             max_completion_tokens=self.max_tokens,
             timeout=self.timeout,
             max_retries=self.max_retries,
+            structured_output_method=self.structured_output_method,
         )

@@ -8,7 +8,10 @@ provider in a chat model block for that.
 from __future__ import annotations
 
 import atexit
+import json
 import threading
+import uuid
+from collections.abc import Sequence
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -74,6 +77,62 @@ def _to_llama_message(message: BaseMessage) -> dict[str, str]:
     return {"role": role, "content": message.text}
 
 
+def _tools_system_message(tools: list[dict[str, Any]]) -> dict[str, str]:
+    lines = [f"- {t['name']}: {t.get('description', '')}" for t in tools]
+    return {
+        "role": "system",
+        "content": "You can call these tools:\n" + "\n".join(lines) + "\nReply with JSON: "
+        '{"tool": <tool name>, "arguments": {...}} to call a tool, or '
+        '{"tool": "final_answer", "answer": "..."} when you can answer.',
+    }
+
+
+def _tool_schema(tools: list[dict[str, Any]], choice: str) -> dict[str, Any]:
+    names = [t["name"] for t in tools]
+    if choice not in ("auto", "any", "required", "none") and choice not in names:
+        raise ConfigurationError(f"tool_choice {choice!r} is not one of the tools {names}.")
+    allowed = names if choice in ("auto", "any", "required") else [choice]
+    options: list[dict[str, Any]] = [
+        {
+            "type": "object",
+            "properties": {
+                "tool": {"type": "string", "enum": [t["name"]]},
+                "arguments": t.get("parameters") or {"type": "object", "properties": {}},
+            },
+            "required": ["tool", "arguments"],
+        }
+        for t in tools
+        if t["name"] in allowed
+    ]
+    if choice in ("auto", "none"):
+        final = {
+            "type": "object",
+            "properties": {
+                "tool": {"type": "string", "enum": ["final_answer"]},
+                "answer": {"type": "string"},
+            },
+            "required": ["tool", "answer"],
+        }
+        options = [final] if choice == "none" else [*options, final]
+    return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def _parse_tool_reply(content: str) -> tuple[str, list[dict[str, Any]]]:
+    """A constrained reply as (answer text, tool calls)."""
+    try:
+        data = json.loads(content)
+    except json.JSONDecodeError:
+        return content, []  # ran out of tokens mid-JSON: surface the text, call nothing
+    if not isinstance(data, dict) or data.get("tool") in (None, "final_answer"):
+        return str(data.get("answer", "") if isinstance(data, dict) else content), []
+    call = {
+        "name": data["tool"],
+        "args": data.get("arguments") or {},
+        "id": f"call_{uuid.uuid4().hex[:12]}",
+    }
+    return "", [call]
+
+
 class ChatLocalLlama(BaseChatModel):
     """A GGUF chat model run in-process with llama.cpp (``llama-cpp-python``).
 
@@ -124,13 +183,26 @@ class ChatLocalLlama(BaseChatModel):
         }
         if "response_format" in kwargs:
             request["response_format"] = kwargs.pop("response_format")
+        tools = kwargs.pop("flowkit_tools", None)
+        if tools:
+            choice = kwargs.pop("flowkit_tool_choice", "auto")
+            request["messages"] = [_tools_system_message(tools), *request["messages"]]
+            request["response_format"] = {
+                "type": "json_object",
+                "schema": _tool_schema(tools, choice),
+            }
         with _locks[key]:
             llm.reset()  # every call starts from a clean context: replies depend on input only
             response = llm.create_chat_completion(**request)
         choice = response["choices"][0]
         usage = response.get("usage") or {}
+        content = choice["message"].get("content") or ""
+        tool_calls: list[dict[str, Any]] = []
+        if tools:
+            content, tool_calls = _parse_tool_reply(content)
         message = AIMessage(
-            content=choice["message"].get("content") or "",
+            content=content,
+            tool_calls=tool_calls,
             usage_metadata={
                 "input_tokens": usage.get("prompt_tokens", 0),
                 "output_tokens": usage.get("completion_tokens", 0),
@@ -142,6 +214,17 @@ class ChatLocalLlama(BaseChatModel):
             },
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def bind_tools(
+        self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any
+    ) -> Runnable[Any, AIMessage]:
+        """Tool calling by JSON-schema-constrained decoding: the reply is forced to be either a
+        call of one of the tools with schema-valid arguments or (with ``tool_choice`` None or
+        "auto") a final answer."""
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
+        specs = [convert_to_openai_tool(t)["function"] for t in tools]
+        return self.bind(flowkit_tools=specs, flowkit_tool_choice=tool_choice or "auto", **kwargs)
 
     def with_structured_output(
         self, schema: dict[str, Any] | type, *, include_raw: bool = False, **kwargs: Any
