@@ -164,3 +164,40 @@ def test_waves_group_independent_steps() -> None:
         ],
     )
     assert plan.waves() == [["a", "c"], ["b"], ["d"]]
+
+
+def test_a_person_can_edit_the_plan_before_it_runs(harness: str) -> None:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.flow_runs import resume_flow_run
+
+    planner = FakeChatModel(responses=[plan_json([step("s1"), step("s2")]), "Edited plan ran."])
+    recorder = Recorder()
+    run_name = f"plan-approval-{uuid.uuid4().hex[:8]}"
+
+    @flow(flow_run_name=run_name)
+    def run():
+        return run_plan(planner, "goal", _registry(recorder), approve_plan=True)
+
+    box: dict = {}
+    worker = threading.Thread(target=lambda: box.setdefault("result", run()), daemon=True)
+    worker.start()
+    paused = None
+    with get_client(sync_client=True) as client:
+        for _ in range(240):
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_name]))
+            )
+            if runs and runs[0].state and runs[0].state.is_paused():
+                paused = runs[0]
+                break
+            time.sleep(0.25)
+    assert paused is not None, "the flow never paused for plan approval"
+    assert not recorder.log  # nothing ran before approval
+    edited = [{"id": "only", "description": "the one step a person kept", "executor": "py"}]
+    resume_flow_run(paused.id, run_input={"approve": True, "steps_json": json.dumps(edited)})
+    worker.join(timeout=60)
+    result = box["result"]
+    assert [s.id for s in result.plan.steps] == ["only"]
+    assert [sid for sid, *_ in recorder.log] == ["only"]
+    assert result.summary == "Edited plan ran."
