@@ -100,6 +100,11 @@ def test_deploy_and_run_both_templates(stack: dict) -> None:
     shown = _run([flowkit, "show-answer"], env).stdout
     assert local.ui_url + "/runs/flow-run/" in shown
 
+    plan = json.dumps(_preset("sample-plan.json"))
+    _run(
+        [prefect, "deployment", "run", "plan-and-execute/default", "--params", plan, "--watch"], env
+    )
+
     _check_runs_and_artifacts(local.api_url, stack["root"])
     _check_the_answer_cites_the_fact(shown, stack["root"])
 
@@ -114,18 +119,31 @@ def _check_runs_and_artifacts(api_url: str, root: Path) -> None:
         names = {f.id: f.name for f in client.read_flows()}
         for run in runs:
             by_flow.setdefault(names[run.flow_id], []).append(run.state_name)
-        assert by_flow == {"rag-ingest": ["Completed", "Completed"], "rag-answer": ["Completed"]}
+        assert by_flow == {
+            "rag-ingest": ["Completed", "Completed"],
+            "rag-answer": ["Completed"],
+            "plan-and-execute": ["Completed"],
+        }
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(
                 key=ArtifactFilterKey(
-                    any_=["rag-ingest-summary", "rag-ingest-progress", "rag-answer"]
+                    any_=["rag-ingest-summary", "rag-ingest-progress", "rag-answer", "plan-status"]
                 )
-            )
+            ),
+            limit=200,
         )
         kinds = {(a.key, a.type) for a in artifacts}
         assert ("rag-ingest-summary", "table") in kinds
         assert ("rag-ingest-progress", "progress") in kinds
         assert ("rag-answer", "markdown") in kinds
+        assert ("plan-status", "table") in kinds
+        plan_table = max((a for a in artifacts if a.key == "plan-status"), key=lambda a: a.created)
+        plan_rows = (
+            json.loads(plan_table.data) if isinstance(plan_table.data, str) else plan_table.data
+        )
+        assert plan_rows and all(
+            row["status"] in {"completed", "failed", "blocked"} for row in plan_rows
+        )
         table = next(a for a in artifacts if a.key == "rag-ingest-summary")
         rows = json.loads(table.data) if isinstance(table.data, str) else table.data
         statuses = {row["source"]: row["status"] for row in rows}

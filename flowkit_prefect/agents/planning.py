@@ -72,6 +72,62 @@ def _draft_schema(executors: set[str], max_steps: int) -> type[BaseModel]:
     )
 
 
+def _positional_schema(executors: set[str], max_steps: int) -> type[BaseModel]:
+    """The same plan shape, as a JSON schema whose every admissible reply is a runnable plan:
+    step k may only depend on steps 1..k-1 (``prefixItems`` per position). Grammar-constrained
+    decoders (llama.cpp) then cannot write a cycle or an unknown step; small models need that."""
+    names = sorted(executors)
+
+    def step(k: int) -> dict[str, Any]:
+        earlier = (
+            {"type": "integer", "enum": list(range(1, k))}
+            if k > 1
+            else {"type": "integer", "enum": [1]}
+        )
+        return {
+            "type": "object",
+            "properties": {
+                "description": {"type": "string", "minLength": 10, "maxLength": 300},
+                "executor": {"type": "string", "enum": names},
+                "depends_on": {"type": "array", "items": earlier, "maxItems": k - 1},
+            },
+            "required": ["description", "executor", "depends_on"],
+        }
+
+    options = [
+        {
+            "type": "array",
+            "prefixItems": [step(k) for k in range(1, n + 1)],
+            "minItems": n,
+            "maxItems": n,
+        }
+        for n in range(1, max_steps + 1)
+    ]
+    schema = {
+        "title": "PlannedSteps",
+        "type": "object",
+        "properties": {"steps": {"anyOf": options}},
+        "required": ["steps"],
+    }
+
+    class PlannedSteps(BaseModel):
+        steps: list[dict[str, Any]] = Field(min_length=1, max_length=max_steps)
+
+        @classmethod
+        def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            return schema
+
+    return PlannedSteps
+
+
+def _wants_positional_schema(planner: Any) -> bool:
+    """Local llama.cpp planners decode under a grammar: give them the positional schema."""
+    from flowkit_prefect.blocks.chat_models import LocalChatModel
+    from flowkit_prefect.models.local_llm import ChatLocalLlama
+
+    return isinstance(planner, LocalChatModel | ChatLocalLlama)
+
+
 def _to_plan(goal: str, parsed: dict[str, Any]) -> Plan:
     steps = []
     for number, raw in enumerate(parsed.get("steps") or [], start=1):
@@ -100,7 +156,8 @@ def draft_plan(
         raise PlanError("The goal is empty.")
     system = PLANNER_SYSTEM.format(executors=registry.describe(), max_steps=max_steps)
     conversation: list[BaseMessage] = [SystemMessage(system), HumanMessage(f"Goal: {goal}")]
-    schema = _draft_schema(registry.names(), max_steps)
+    positional = _wants_positional_schema(planner)
+    schema = (_positional_schema if positional else _draft_schema)(registry.names(), max_steps)
     error: PlanError | None = None
     for _attempt in range(repairs + 1):
         reply = invoke_llm(planner, conversation, output_type=schema, config={"task_name": "plan"})
