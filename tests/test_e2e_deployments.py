@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from flowkit_prefect import _stack
+from tests.helpers import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local_model]
 
@@ -25,16 +25,10 @@ BIN = Path(sys.executable).parent
 POOL = "flowkit-process"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("stack")
-    local = _stack.Stack(root, _free_port())
+    local = _stack.Stack(root, free_port())
     env = {
         **os.environ,
         **local.env(),

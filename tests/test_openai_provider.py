@@ -5,7 +5,6 @@ any hosted provider. Chat with usage, structured output, a tool call, and an aut
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,19 +18,14 @@ from pydantic import BaseModel, SecretStr
 
 from flowkit_prefect import OpenAIChatModel, invoke_llm, run_tool_agent
 from flowkit_prefect.models.local_llm import default_model_path
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.local_model
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
     args = [
         sys.executable,

@@ -12,6 +12,7 @@ from prefect import flow
 from flowkit_prefect.agents.tool_agent import run_tool_agent
 from flowkit_prefect.exceptions import ConfigurationError
 from flowkit_prefect.testing import FakeChatModel
+from tests.helpers import run_until_paused
 
 
 def add(a: int, b: int) -> int:
@@ -85,11 +86,6 @@ def test_bad_agent_configuration_is_a_clear_error(harness: str) -> None:
 
 
 def test_a_person_can_refuse_a_tool_call(harness: str) -> None:
-    import threading
-    import time
-
-    from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
     from prefect.flow_runs import resume_flow_run
 
     model = FakeChatModel(responses=[_call("add", a=1, b=2), "I was not allowed to add."])
@@ -99,21 +95,8 @@ def test_a_person_can_refuse_a_tool_call(harness: str) -> None:
     def run():
         return run_tool_agent(model, [add], "1 + 2?", approve_tools=["add"])
 
-    box: dict = {}
-    worker = threading.Thread(target=lambda: box.setdefault("result", run()), daemon=True)
-    worker.start()
-    paused = None
-    with get_client(sync_client=True) as client:
-        for _ in range(240):
-            runs = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_name]))
-            )
-            if runs and runs[0].state and runs[0].state.is_paused():
-                paused = runs[0]
-                break
-            time.sleep(0.25)
-    assert paused is not None, "the flow never paused for approval"
-    resume_flow_run(paused.id, run_input={"approve": False, "reason": "not today"})
+    paused_id, worker, box = run_until_paused(run, run_name)
+    resume_flow_run(paused_id, run_input={"approve": False, "reason": "not today"})
     worker.join(timeout=60)
     result = box["result"]
     assert result.answer == "I was not allowed to add."
