@@ -70,6 +70,7 @@ test-fast: install ## the tests without the end-to-end deployment and offline-mo
 
 bench: install ## run the benchmarks (outside the test suite)
 	$(PY) benchmarks/bench_ingest.py
+	$(PY) benchmarks/bench_llm_fanout.py
 
 lint: install ## ruff lint and format check
 	$(VENV)/bin/ruff check .

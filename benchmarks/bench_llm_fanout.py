@@ -5,26 +5,30 @@ answers ``--calls`` prompts (default 500) at ``--concurrency`` calls in flight (
 one process and one invocation:
 
 * **abatch**: ``model.abatch(prompts, config={"max_concurrency": C})``, no Prefect at all;
-* **flow (map_llm)**: a sync Prefect flow calling ``map_llm(..., config={"cache": False})``:
-  one ``llm-call`` task run per prompt;
-* **flow (amap_llm)**: the same from an async flow with ``await amap_llm(...)``;
-* **flow (limit_name)**: ``map_llm`` with ``limit_name`` set, so every call also takes a slot of
-  a Prefect global concurrency limit through the API (the cross-worker path);
+* **flow map_llm**: a sync Prefect flow calling ``map_llm(..., config={"cache": False})``: one
+  ``llm-call`` task run per prompt;
+* **flow amap_llm**: the same from an async flow, ``await amap_llm(...)``;
+* **flow limit_name**: ``map_llm`` with ``limit_name`` set, so every call also takes a slot of
+  a Prefect global concurrency limit through the API (the cross-worker path); ``--limit-calls``
+  prompts (default 200, as this path is much slower);
 * **cache**: a flow fanning out ``--cache-prompts`` unique prompts with the cache on, run twice;
   the model's own thread-safe counter must show zero calls on the second run.
 
-Why: the fan-out adds a task run (state changes, events, logs, usage tracking) around every
-model call. With a remote model the latency dominates, so the orchestration should cost little:
-the targets are a flow wall time of at most 1.15 x the ideal (calls x latency / concurrency)
-and at most 1.1 x ``abatch`` on the same model. The flow rows are timed around the whole flow
-call (flow-run creation included); the time spent inside the fan-out call is shown too.
+Why: the fan-out wraps every model call in a task run (state changes, events, logs, usage
+tracking). With a remote model the latency dominates, so the orchestration should cost little:
+the targets are a flow wall time of at most 1.15 x the ideal (latency x calls / concurrency,
+in whole waves) and at most 1.1 x ``abatch`` with as many prompts on the same model. A flow's
+wall time is taken around the whole flow call (flow-run creation and teardown included); the
+time inside the fan-out call is shown as well. After each flow the script waits (untimed, shown
+as ``lag s``) until the server has recorded all of that run's task runs as completed, so that
+one row's backlog of events does not slow the next row.
 
 Flows run against a temporary Prefect server (``prefect_test_harness``), or against the server
 in ``PREFECT_API_URL`` when it is set. Results and cache records go to a temporary folder.
 
-Exit status: 0 when everything ran and the cached re-run made no model call (whether or not
-the timing targets are met: this is a measurement); 1 on an error, a wrong echo, a first cached
-run that did not call the model for every prompt, any model call on the cached re-run, or when
+Exit status: 0 when everything ran and the cached re-run made no model call (whether or not the
+timing targets are met: this is a measurement); 1 on an error, a wrong echo, a first cached run
+that did not call the model for every prompt, any model call on the cached re-run, or when
 ``--deadline`` passed.
 
 Run from the repository root: ``.venv/bin/python benchmarks/bench_llm_fanout.py`` (``make bench``).
@@ -43,6 +47,7 @@ os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 import argparse
 import asyncio
 import contextlib
+import math
 import signal
 import sys
 import tempfile
@@ -59,14 +64,16 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from prefect import flow
+from prefect.context import FlowRunContext
 from pydantic import PrivateAttr
 
-from flowkit_prefect.llm import LLMResult, amap_llm, map_llm
+from flowkit_prefect.llm import LLMResult, LLMTaskConfig, amap_llm, map_llm
 
 TARGET_VS_IDEAL = 1.15
 TARGET_VS_ABATCH = 1.10
-NO_CACHE_CONFIG: dict[str, Any] = {"cache": False}
-CACHE_CONFIG: dict[str, Any] = {"cache": True}
+NO_CACHE: LLMTaskConfig = {"cache": False}
+CACHE: LLMTaskConfig = {"cache": True}
+SERVER_CATCH_UP_TIMEOUT = 120.0
 
 
 class DeadlineExceeded(Exception):
@@ -77,11 +84,11 @@ class DeadlineExceeded(Exception):
 
 
 class EchoChatModel(BaseChatModel):
-    """Replies with the last message's text after ``latency`` seconds (async: no CPU held).
+    """Replies with the last message's text after ``latency`` seconds (async: holds no CPU).
 
-    ``model_calls`` counts every generation under a lock, independently of flowkit's code, so
-    a cache hit (no call) is told apart from a call. No per-call history is kept, so the task
-    parameters do not grow as the benchmark runs.
+    ``model_calls`` counts every generation under a lock, independently of flowkit's code, so a
+    cache replay (no call) is told apart from a call. No per-call history is kept, so the task
+    parameters stay the same size however many calls were made.
     """
 
     latency: float = 0.5
@@ -143,47 +150,58 @@ class EchoChatModel(BaseChatModel):
 
 @dataclass
 class Timing:
-    """One timed fan-out of ``calls`` prompts."""
+    """One timed fan-out."""
 
     name: str
     calls: int
-    wall: float  # seconds, around the whole call (flow run included for flows)
+    wall: float  # seconds around the whole call (flow run included for flows)
     cpu: float  # process CPU seconds (all threads) over the same span
+    model_calls: int  # what the model's counter saw
     inner: float | None = None  # seconds inside map_llm / amap_llm (flows only)
-    model_calls: int = 0  # what the model's counter saw
+    lag: float | None = None  # seconds after return until the server recorded every task run
+    flow_run_id: str | None = None
+    compared: bool = True  # False: no ideal or abatch to compare with (the cache rows)
 
 
-@contextlib.contextmanager
-def stopwatch() -> Iterator[list[float]]:
-    """Yields [wall, cpu], filled in on exit."""
-    out = [0.0, 0.0]
-    wall, cpu = time.perf_counter(), time.process_time()
-    try:
-        yield out
-    finally:
-        out[0], out[1] = time.perf_counter() - wall, time.process_time() - cpu
+class Stopwatch:
+    """Wall-clock and process CPU seconds between entering and leaving the block."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
 def make_prompts(count: int, tag: str) -> list[str]:
-    """Distinct prompts, so that no result could come from an earlier run's cache."""
+    """Distinct prompts, so that no reply can come from an earlier run's cache."""
     return [f"Echo item {i} of batch {tag}" for i in range(count)]
 
 
 def check_echo(name: str, prompts: Sequence[str], texts: Sequence[str]) -> None:
     if list(texts) != list(prompts):
         wrong = sum(1 for p, t in zip(prompts, texts, strict=False) if p != t)
-        raise RuntimeError(
-            f"{name}: {wrong + abs(len(prompts) - len(texts))} of {len(prompts)} replies "
-            "are not the echo of their prompt"
-        )
+        wrong += abs(len(prompts) - len(texts))
+        raise RuntimeError(f"{name}: {wrong} of {len(prompts)} replies are not the prompt's echo")
 
 
 def run_abatch(model: EchoChatModel, prompts: list[str], concurrency: int) -> Timing:
     before = model.model_calls
-    with stopwatch() as t:
+    with Stopwatch() as watch:
         replies = asyncio.run(model.abatch(prompts, config={"max_concurrency": concurrency}))
-    check_echo("abatch", prompts, [r.text for r in replies])
-    return Timing("abatch", len(prompts), t[0], t[1], model_calls=model.model_calls - before)
+    check_echo("abatch", prompts, [str(r.text) for r in replies])
+    return Timing("abatch", len(prompts), watch.wall, watch.cpu, model.model_calls - before)
+
+
+def _flow_run_id() -> str:
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        raise RuntimeError("not inside a flow run")
+    return str(ctx.flow_run.id)
 
 
 def run_sync_flow(
@@ -191,61 +209,102 @@ def run_sync_flow(
     model: EchoChatModel,
     prompts: list[str],
     concurrency: int,
-    config: dict[str, Any],
+    config: LLMTaskConfig,
     limit_name: str | None = None,
 ) -> tuple[Timing, list[LLMResult]]:
     """A sync flow calling ``map_llm``; returns the timing and the results."""
-    inner: list[float] = []
+    seen: dict[str, Any] = {}
 
-    @flow(name=f"bench-{name}", log_prints=False)
+    @flow(name=f"bench-{name.replace(' ', '-')}")
     def fanout() -> list[LLMResult]:
+        seen["flow_run_id"] = _flow_run_id()
         start = time.perf_counter()
         results = map_llm(
-            model,
-            prompts,
-            config=config,  # type: ignore[arg-type]
-            max_concurrency=concurrency,
-            limit_name=limit_name,
+            model, prompts, config=config, max_concurrency=concurrency, limit_name=limit_name
         )
-        inner.append(time.perf_counter() - start)
+        seen["inner"] = time.perf_counter() - start
         return results
 
     before = model.model_calls
-    with stopwatch() as t:
+    with Stopwatch() as watch:
         results = fanout()
     check_echo(name, prompts, [r.text for r in results])
-    timing = Timing(name, len(prompts), t[0], t[1], inner[0], model.model_calls - before)
+    timing = Timing(
+        name,
+        len(prompts),
+        watch.wall,
+        watch.cpu,
+        model.model_calls - before,
+        inner=seen["inner"],
+        flow_run_id=seen["flow_run_id"],
+    )
     return timing, results
 
 
-def run_async_flow(
-    name: str, model: EchoChatModel, prompts: list[str], concurrency: int
-) -> Timing:
-    """An async flow awaiting ``amap_llm``."""
-    inner: list[float] = []
+def run_async_flow(name: str, model: EchoChatModel, prompts: list[str], concurrency: int) -> Timing:
+    """An async flow awaiting ``amap_llm`` (cache off)."""
+    seen: dict[str, Any] = {}
 
-    @flow(name=f"bench-{name}", log_prints=False)
+    @flow(name=f"bench-{name.replace(' ', '-')}")
     async def fanout() -> list[str]:
+        seen["flow_run_id"] = _flow_run_id()
         start = time.perf_counter()
-        results = await amap_llm(
-            model,
-            prompts,
-            config=NO_CACHE_CONFIG,  # type: ignore[arg-type]
-            max_concurrency=concurrency,
-        )
-        inner.append(time.perf_counter() - start)
+        results = await amap_llm(model, prompts, config=NO_CACHE, max_concurrency=concurrency)
+        seen["inner"] = time.perf_counter() - start
         return [r.text for r in results]
 
     before = model.model_calls
-    with stopwatch() as t:
-        texts = asyncio.run(fanout())  # type: ignore[arg-type]
+    with Stopwatch() as watch:
+        texts: list[str] = asyncio.run(fanout())  # type: ignore[arg-type]
     check_echo(name, prompts, texts)
-    return Timing(name, len(prompts), t[0], t[1], inner[0], model.model_calls - before)
+    return Timing(
+        name,
+        len(prompts),
+        watch.wall,
+        watch.cpu,
+        model.model_calls - before,
+        inner=seen["inner"],
+        flow_run_id=seen["flow_run_id"],
+    )
+
+
+def wait_for_server(timing: Timing, timeout: float = SERVER_CATCH_UP_TIMEOUT) -> None:
+    """Untimed: wait until the server has recorded every task run of the flow run as completed
+    (the client reports task runs as events, which the server records later); sets ``lag``."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        TaskRunFilter,
+        TaskRunFilterFlowRunId,
+        TaskRunFilterState,
+        TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    assert timing.flow_run_id is not None
+    task_filter = TaskRunFilter(
+        flow_run_id=TaskRunFilterFlowRunId(any_=[uuid.UUID(timing.flow_run_id)]),
+        state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.COMPLETED])),
+    )
+    body = {"task_runs": task_filter.model_dump(mode="json", exclude_unset=True)}
+    start = time.perf_counter()
+    with get_client(sync_client=True) as client:
+        while True:
+            recorded = int(client.request("POST", "/task_runs/count", json=body).json())
+            timing.lag = time.perf_counter() - start
+            if recorded >= timing.calls:
+                return
+            if timing.lag > timeout:
+                print(
+                    f"  (server recorded {recorded} of {timing.calls} task runs of "
+                    f"{timing.name} after {timeout:.0f} s; going on)"
+                )
+                return
+            time.sleep(0.25)
 
 
 def delete_limits(prefix: str) -> None:
-    """Remove the global concurrency limits a ``limit_name`` run created (matters only when
-    the benchmark runs against a server of yours)."""
+    """Remove the global concurrency limits a ``limit_name`` run created (this matters only
+    when the benchmark runs against a server of yours)."""
     from prefect import get_client
     from prefect.exceptions import ObjectNotFound
 
@@ -273,31 +332,53 @@ def prefect_backend() -> Iterator[str]:
 # --------------------------------------------------------------------------- report
 
 
+def ideal_seconds(calls: int, concurrency: int, latency: float) -> float:
+    """The model's latency times the number of waves of ``concurrency`` calls."""
+    return math.ceil(calls / concurrency) * latency
+
+
 def verdict(ratio: float, target: float) -> str:
     return "MEETS" if ratio <= target else "BELOW"
 
 
-def print_table(rows: Sequence[Timing], ideal: float, abatch: float, concurrency: int) -> None:
+def _cell(value: float | None, width: int, digits: int = 2) -> str:
+    return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
+
+
+def print_table(
+    rows: Sequence[Timing],
+    abatch: dict[int, Timing],
+    concurrency: int,
+    latency: float,
+    timed: set[str],
+) -> None:
+    """One line per row; rows named in ``timed`` are held to the two targets."""
     header = (
-        f"{'variant':<20}{'calls':>6}{'conc':>6}{'ideal s':>9}{'abatch s':>10}{'wall s':>9}"
-        f"{'inner s':>9}{'/ideal':>8}{'/abatch':>9}{'cpu ms/call':>13}"
-        f"  vs ideal <= {TARGET_VS_IDEAL:.2f}  vs abatch <= {TARGET_VS_ABATCH:.2f}"
+        f"{'variant':<17}{'calls':>6}{'conc':>5}{'lat s':>6}{'ideal s':>8}{'abatch s':>9}"
+        f"{'wall s':>8}{'inner s':>8}{'lag s':>7}{'/ideal':>7}{'/abatch':>8}{'cpu ms/call':>12}"
+        f"{'model calls':>12}  {f'/ideal<={TARGET_VS_IDEAL}':<14}{f'/abatch<={TARGET_VS_ABATCH}'}"
     )
     print(header)
     print("-" * len(header))
     for row in rows:
-        row_ideal = ideal * row.calls
-        vs_ideal = row.wall / row_ideal
-        vs_abatch = row.wall / abatch if row.name != "abatch" else 1.0
-        inner = f"{row.inner:9.2f}" if row.inner is not None else f"{'-':>9}"
+        ideal = ideal_seconds(row.calls, concurrency, latency)
+        reference = abatch.get(row.calls) if row.compared else None
+        vs_ideal = row.wall / ideal if row.compared else None
+        vs_abatch = row.wall / reference.wall if reference else None
+        held = row.name in timed
         targets = (
-            f"  {verdict(vs_ideal, TARGET_VS_IDEAL):<19}"
-            + (f"  {verdict(vs_abatch, TARGET_VS_ABATCH)}" if row.name != "abatch" else "  -")
+            f"{verdict(vs_ideal or 0.0, TARGET_VS_IDEAL):<14}"
+            f"{verdict(vs_abatch, TARGET_VS_ABATCH) if vs_abatch is not None else '-'}"
+            if held
+            else f"{'-':<14}-"
         )
         print(
-            f"{row.name:<20}{row.calls:>6}{concurrency:>6}{row_ideal:>9.2f}{abatch:>10.2f}"
-            f"{row.wall:>9.2f}{inner}{vs_ideal:>8.3f}{vs_abatch:>9.3f}"
-            f"{1000 * row.cpu / row.calls:>13.2f}{targets}"
+            f"{row.name:<17}{row.calls:>6}{concurrency:>5}{latency:>6.2f}"
+            f"{_cell(ideal if row.compared else None, 8)}"
+            f"{_cell(reference.wall if reference else None, 9)}{row.wall:>8.2f}"
+            f"{_cell(row.inner, 8)}{_cell(row.lag, 7, 1)}{_cell(vs_ideal, 7, 3)}"
+            f"{_cell(vs_abatch, 8, 3)}{1000 * row.cpu / row.calls:>12.2f}"
+            f"{row.model_calls:>12}  {targets}"
         )
 
 
@@ -308,12 +389,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--calls", type=int, default=500, help="prompts per fan-out (500)")
     parser.add_argument("--concurrency", type=int, default=25, help="calls in flight (25)")
-    parser.add_argument("--latency", type=float, default=0.5, help="model latency, s (0.5)")
+    parser.add_argument("--latency", type=float, default=0.5, help="model latency in s (0.5)")
     parser.add_argument(
         "--limit-calls",
         type=int,
-        default=None,
-        help="prompts for the limit_name row (default: --calls; 0 skips the row)",
+        default=200,
+        help="prompts for the limit_name row (200; 0 skips the row)",
     )
     parser.add_argument(
         "--cache-prompts", type=int, default=50, help="unique prompts for the cache check (50)"
@@ -322,12 +403,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--deadline",
         type=float,
         default=480.0,
-        help="stop with exit status 1 after this many seconds (480)",
+        help="give up with exit status 1 after this many seconds (480)",
     )
     args = parser.parse_args(argv)
-    if args.limit_calls is None:
-        args.limit_calls = args.calls
-    if args.calls < 1 or args.concurrency < 1 or args.cache_prompts < 1 or args.limit_calls < 0:
+    if min(args.calls, args.concurrency, args.cache_prompts) < 1 or args.limit_calls < 0:
         parser.error("--calls, --concurrency and --cache-prompts must be at least 1")
     if args.latency <= 0 or args.deadline <= 0:
         parser.error("--latency and --deadline must be positive")
@@ -336,10 +415,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def arm_deadline(seconds: float) -> Callable[[], None]:
     """SIGALRM raises ``DeadlineExceeded`` in the main thread (context managers unwind, so the
-    temporary server stops); if that does not end the process within 30 s, a daemon timer
-    exits hard. Returns a function that disarms both."""
+    temporary server stops); should that not end the process within 30 s, a daemon timer exits
+    hard. Returns a function that disarms both."""
 
-    def on_alarm(signum: int, frame: Any) -> None:
+    def on_alarm(signum: int, frame: object) -> None:
         raise DeadlineExceeded(f"--deadline of {seconds:.0f} s passed")
 
     def hard_exit() -> None:
@@ -370,18 +449,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     calls, concurrency, latency = args.calls, args.concurrency, args.latency
-    per_call_ideal = latency / concurrency  # ideal seconds per call at full concurrency
     model = EchoChatModel(latency=latency)
     tag = uuid.uuid4().hex[:8]
     print(
-        f"Model: async echo, latency {latency:.3f} s; {calls} calls at concurrency "
-        f"{concurrency}: ideal {calls * per_call_ideal:.2f} s; "
-        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+        f"Model: async echo, latency {latency:.3f} s. {calls} calls at concurrency {concurrency}: "
+        f"ideal {ideal_seconds(calls, concurrency, latency):.2f} s. "
+        f"Load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs."
     )
 
     from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 
     rows: list[Timing] = []
+    abatch: dict[int, Timing] = {}
+
+    def report(timing: Timing) -> None:
+        rows.append(timing)
+        extra = f", server lag {timing.lag:.1f} s" if timing.lag is not None else ""
+        print(
+            f"  {timing.name:<17}{timing.wall:7.2f} s  ({timing.calls} calls, "
+            f"{timing.model_calls} model calls{extra})"
+        )
+
+    def flow_row(timing: Timing) -> Timing:
+        wait_for_server(timing)
+        report(timing)
+        return timing
+
+    started = time.perf_counter()
     with (
         tempfile.TemporaryDirectory(prefix="flowkit-bench-llm-") as tmp,
         temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: str(Path(tmp) / "results")}),
@@ -389,64 +483,56 @@ def run(args: argparse.Namespace) -> int:
     ):
         print(f"Prefect API: {api}")
 
-        # Warm-up, not timed: imports, API clients, the run-sync loop, first task runs.
+        # Warm-up, not timed: imports, API clients, the run-sync loop, the first task runs.
         t0 = time.perf_counter()
         warm = make_prompts(concurrency, f"warm-{tag}")
         run_abatch(model, warm, concurrency)
-        run_sync_flow("warm-up", model, warm, concurrency, NO_CACHE_CONFIG)
-        print(f"Warm-up ({len(warm)} calls, abatch + flow): {time.perf_counter() - t0:.2f} s")
-
-        abatch = run_abatch(model, make_prompts(calls, f"abatch-{tag}"), concurrency)
-        rows.append(abatch)
-        print(f"  abatch              {abatch.wall:7.2f} s")
-
-        timing, _ = run_sync_flow(
-            "flow map_llm", model, make_prompts(calls, f"sync-{tag}"), concurrency, NO_CACHE_CONFIG
+        wait_for_server(run_sync_flow("warm-up", model, warm, concurrency, NO_CACHE)[0])
+        print(
+            f"Warm-up ({len(warm)} calls: abatch + flow), not timed: "
+            f"{time.perf_counter() - t0:.2f} s"
         )
-        rows.append(timing)
-        print(f"  flow map_llm        {timing.wall:7.2f} s")
 
-        timing = run_async_flow(
-            "flow amap_llm", model, make_prompts(calls, f"async-{tag}"), concurrency
-        )
-        rows.append(timing)
-        print(f"  flow amap_llm       {timing.wall:7.2f} s")
+        for size in sorted({calls, args.limit_calls} - {0}):
+            abatch[size] = run_abatch(model, make_prompts(size, f"abatch{size}-{tag}"), concurrency)
+            report(abatch[size])
+
+        prompts = make_prompts(calls, f"sync-{tag}")
+        flow_row(run_sync_flow("flow map_llm", model, prompts, concurrency, NO_CACHE)[0])
+        prompts = make_prompts(calls, f"async-{tag}")
+        flow_row(run_async_flow("flow amap_llm", model, prompts, concurrency))
 
         if args.limit_calls:
             limit_name = f"bench-{tag}"
+            prompts = make_prompts(args.limit_calls, f"limit-{tag}")
             try:
                 timing, _ = run_sync_flow(
-                    "flow limit_name",
-                    model,
-                    make_prompts(args.limit_calls, f"limit-{tag}"),
-                    concurrency,
-                    NO_CACHE_CONFIG,
-                    limit_name=limit_name,
+                    "flow limit_name", model, prompts, concurrency, NO_CACHE, limit_name
                 )
             finally:
                 delete_limits(f"flowkit-llm-{limit_name}")
-            rows.append(timing)
-            print(f"  flow limit_name     {timing.wall:7.2f} s")
+            flow_row(timing)
 
         cache_prompts = make_prompts(args.cache_prompts, f"cache-{tag}")
-        first, _ = run_sync_flow("cache 1st", model, cache_prompts, concurrency, CACHE_CONFIG)
-        second, replayed = run_sync_flow(
-            "cache re-run", model, cache_prompts, concurrency, CACHE_CONFIG
-        )
-        not_cached = sum(1 for r in replayed if not r.cached)
-        print(
-            f"  cache 1st run       {first.wall:7.2f} s  model calls {first.model_calls}\n"
-            f"  cache re-run        {second.wall:7.2f} s  model calls {second.model_calls}"
-        )
+        first, _ = run_sync_flow("cache 1st run", model, cache_prompts, concurrency, CACHE)
+        second, replayed = run_sync_flow("cache re-run", model, cache_prompts, concurrency, CACHE)
+        first.compared = second.compared = False
+        flow_row(first)
+        flow_row(second)
+        marked = sum(1 for r in replayed if r.cached)
 
-    print()
-    print_table(rows, per_call_ideal, abatch.wall, concurrency)
-    print()
+    print(f"\nTotal {time.perf_counter() - started:.0f} s, temporary server start-up included.\n")
+    print_table(
+        rows,
+        abatch,
+        concurrency,
+        latency,
+        timed={"flow map_llm", "flow amap_llm", "flow limit_name"},
+    )
     print(
-        f"Cache ({args.cache_prompts} unique prompts, cache on): first run {first.wall:.2f} s, "
-        f"{first.model_calls} model calls; re-run {second.wall:.2f} s, "
-        f"{second.model_calls} model calls, {args.cache_prompts - not_cached} results "
-        f"marked cached"
+        f"\nCache ({args.cache_prompts} unique prompts, cache on): 1st run {first.model_calls} "
+        f"model calls; re-run {second.model_calls} model calls, {marked} of "
+        f"{len(replayed)} results marked cached."
     )
     failures: list[str] = []
     if first.model_calls != args.cache_prompts:
@@ -459,7 +545,7 @@ def run(args: argparse.Namespace) -> int:
     if failures:
         print("ERROR: " + "; ".join(failures), file=sys.stderr)
         return 1
-    print("Cached re-run: 0 model calls: MEETS")
+    print("Cached re-run made 0 model calls: MEETS")
     return 0
 
 
