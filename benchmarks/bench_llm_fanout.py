@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from prefect import flow
@@ -190,9 +190,10 @@ def check_echo(name: str, prompts: Sequence[str], texts: Sequence[str]) -> None:
 
 
 def run_abatch(model: EchoChatModel, prompts: list[str], concurrency: int) -> Timing:
+    inputs: list[LanguageModelInput] = list(prompts)
     before = model.model_calls
     with Stopwatch() as watch:
-        replies = asyncio.run(model.abatch(prompts, config={"max_concurrency": concurrency}))
+        replies = asyncio.run(model.abatch(inputs, config={"max_concurrency": concurrency}))
     check_echo("abatch", prompts, [str(r.text) for r in replies])
     return Timing("abatch", len(prompts), watch.wall, watch.cpu, model.model_calls - before)
 
@@ -255,7 +256,7 @@ def run_async_flow(name: str, model: EchoChatModel, prompts: list[str], concurre
 
     before = model.model_calls
     with Stopwatch() as watch:
-        texts: list[str] = asyncio.run(fanout())  # type: ignore[arg-type]
+        texts: list[str] = asyncio.run(fanout())
     check_echo(name, prompts, texts)
     return Timing(
         name,

@@ -186,6 +186,19 @@ async def call_chat_model(
 
 
 def _configured_task(config: LLMTaskConfig, label: str) -> Any:
+    """The task with ``config`` applied; memoized, since building a Prefect task re-reads the
+    function's source (~1 ms a call)."""
+    key = (tuple(sorted((k, repr(v)) for k, v in config.items())), label)
+    cached = _TASKS.get(key)
+    if cached is None:
+        cached = _TASKS[key] = _build_task(config, label)
+    return cached
+
+
+_TASKS: dict[tuple[Any, str], Any] = {}
+
+
+def _build_task(config: LLMTaskConfig, label: str) -> Any:
     retries = int(config["retries"])
     expiration = config.get("cache_expiration_seconds")
     return call_chat_model.with_options(
