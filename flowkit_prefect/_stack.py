@@ -7,7 +7,6 @@ by their recorded PID (process group), never by name.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -172,22 +171,8 @@ def stop_process(stack: Stack, name: str, timeout: float = 20.0) -> str:
     return f"{name}: stopped (pid {pid})"
 
 
-def status(stack: Stack) -> dict[str, object]:
-    """Which processes of this stack run, and whether the API answers."""
-    return {
-        "server_pid": _running_pid(stack.pid_file("server")),
-        "worker_pid": _running_pid(stack.pid_file("worker")),
-        "api_url": stack.api_url,
-        "api_healthy": api_healthy(stack.api_url),
-    }
-
-
 def _tail(path: Path, lines: int = 20) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
-
-
-def dump_status(stack: Stack) -> str:
-    return json.dumps(status(stack), indent=2)
