@@ -16,21 +16,23 @@ from pydantic import BaseModel
 from flowkit_prefect.blocks.chat_models import ChatModelBlock
 from flowkit_prefect.exceptions import ConfigurationError
 from flowkit_prefect.llm.config import LLMTaskConfig
+from flowkit_prefect.llm.gate import CallGate, use_gate
 from flowkit_prefect.llm.tasks import LLMResult, ainvoke_llm
 
 Prompt = str | Sequence[BaseMessage]
 Model = BaseChatModel | ChatModelBlock | Sequence[BaseChatModel | ChatModelBlock]
 
 
-def _ensure_limit(name: str, limit: int, decay: float | None = None) -> None:
-    """Create the global concurrency limit if it is missing (leave an existing one alone)."""
+def _ensure_limit(name: str, limit: int, decay: float | None = None) -> int:
+    """Create the global concurrency limit if it is missing (leave an existing one alone);
+    return its limit."""
     from prefect import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     with get_client(sync_client=True) as client:
         try:
-            client.read_global_concurrency_limit_by_name(name)
+            return client.read_global_concurrency_limit_by_name(name).limit
         except ObjectNotFound:
             with contextlib.suppress(ObjectAlreadyExists):
                 client.create_global_concurrency_limit(
@@ -38,11 +40,23 @@ def _ensure_limit(name: str, limit: int, decay: float | None = None) -> None:
                         name=name, limit=limit, slot_decay_per_second=decay or 0.0
                     )
                 )
+            return client.read_global_concurrency_limit_by_name(name).limit
 
 
-def _estimate_tokens(prompt: Prompt) -> int:
-    text = prompt if isinstance(prompt, str) else " ".join(m.text for m in prompt)
-    return max(1, len(text) // 4)
+# A lane runs twice as many task runs as it has model-call slots: while one call's task run is
+# being created or recorded by Prefect, another call already holds the slot.
+TASK_RUNS_PER_SLOT = 2
+# A lane of a shared limit gives its slots back after this many calls per slot, so fan-outs on
+# other workers get their turn.
+CALLS_PER_SLOT_PER_LEASE = 4
+MAX_LANES = 5
+
+
+def _lanes(slots: int, shared: bool) -> list[int]:
+    """Split ``slots`` into lanes: one lane in process, up to ``MAX_LANES`` for a shared limit
+    (each lane leases its slots from Prefect in one request)."""
+    count = min(slots, MAX_LANES) if shared else 1
+    return [slots // count + (1 if i < slots % count else 0) for i in range(count)]
 
 
 async def amap_llm(
@@ -56,57 +70,90 @@ async def amap_llm(
     requests_per_minute: int | None = None,
     tokens_per_minute: int | None = None,
 ) -> list[LLMResult]:
-    """Call the model once per prompt, at most ``max_concurrency`` at a time; results in order.
+    """Call the model once per prompt, at most ``max_concurrency`` calls at a time; results in
+    order.
 
     With ``limit_name`` the cap is the Prefect global concurrency limit
-    ``flowkit-llm-<limit_name>`` shared by every flow run and worker, and
-    ``requests_per_minute`` / ``tokens_per_minute`` become rate limits (limits with slot decay)
-    of the same name; tokens are estimated from the prompt as characters / 4. Every prompt runs
-    to the end; the first failure (if any) is raised after the others finished, so a re-run
-    replays the finished calls from cache.
+    ``flowkit-llm-<limit_name>`` shared by every flow run and worker (created with
+    ``max_concurrency`` slots if missing; an existing limit keeps its own size), leased in a few
+    blocks of slots rather than one request per call; ``requests_per_minute`` /
+    ``tokens_per_minute`` become rate limits (limits with slot decay) of the same name, taken per
+    call; tokens are estimated from the prompt as characters / 4. The cap and the limits cover
+    the model call, not Prefect's bookkeeping around it. Every prompt runs to the end; the first
+    failure (if any) is raised after the others finished, so a re-run replays the finished calls
+    from cache.
     """
     if max_concurrency < 1:
         raise ConfigurationError("max_concurrency must be at least 1.")
     if (requests_per_minute or tokens_per_minute) and not limit_name:
         raise ConfigurationError("Rate limits need a limit_name: they are shared through Prefect.")
-    names: dict[str, str] = {}
+    if not prompts:
+        return []
+    slots_name = requests_name = tokens_name = None
+    slots = min(max_concurrency, len(prompts))
     if limit_name:
-        names["slots"] = f"flowkit-llm-{limit_name}"
-        _ensure_limit(names["slots"], max_concurrency)
-        if requests_per_minute:
-            names["rpm"] = f"flowkit-llm-{limit_name}-rpm"
-            _ensure_limit(names["rpm"], requests_per_minute, requests_per_minute / 60.0)
-        if tokens_per_minute:
-            names["tpm"] = f"flowkit-llm-{limit_name}-tpm"
-            _ensure_limit(names["tpm"], tokens_per_minute, tokens_per_minute / 60.0)
-    local = asyncio.Semaphore(max_concurrency)
-
-    async def one(prompt: Prompt) -> LLMResult:
-        from prefect.concurrency.asyncio import concurrency, rate_limit
-
-        async with local:
-            if "rpm" in names:
-                await rate_limit(names["rpm"], occupy=1, strict=True)
-            if "tpm" in names:
-                await rate_limit(names["tpm"], occupy=_estimate_tokens(prompt), strict=True)
-            guard: Any = (
-                concurrency(names["slots"], occupy=1, strict=True)
-                if "slots" in names
-                else contextlib.nullcontext()
+        slots_name = f"flowkit-llm-{limit_name}"
+        slots = min(slots, _ensure_limit(slots_name, max_concurrency))
+        if slots < 1:
+            raise ConfigurationError(
+                f"The global concurrency limit {slots_name!r} has no slots; raise its limit."
             )
-            async with guard:
-                return await ainvoke_llm(model, prompt, output_type=output_type, config=config)
+        if requests_per_minute:
+            requests_name = f"flowkit-llm-{limit_name}-rpm"
+            _ensure_limit(requests_name, requests_per_minute, requests_per_minute / 60.0)
+        if tokens_per_minute:
+            tokens_name = f"flowkit-llm-{limit_name}-tpm"
+            _ensure_limit(tokens_name, tokens_per_minute, tokens_per_minute / 60.0)
+
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(len(prompts)):
+        queue.put_nowait(index)
+    outcomes: list[Any] = [None] * len(prompts)
+
+    async def run_one(index: int) -> None:
+        try:
+            outcomes[index] = await ainvoke_llm(
+                model, prompts[index], output_type=output_type, config=config
+            )
+        except Exception as exc:  # every prompt runs; the first failure is raised at the end
+            outcomes[index] = exc
+
+    acquiring = asyncio.Lock()  # one lease request at a time from this fan-out
+
+    async def lane(size: int) -> None:
+        from prefect.concurrency.asyncio import concurrency
+
+        while not queue.empty():
+            budget = size * CALLS_PER_SLOT_PER_LEASE if slots_name else len(prompts)
+            async with contextlib.AsyncExitStack() as lease:
+                if slots_name:
+                    async with acquiring:
+                        await lease.enter_async_context(
+                            concurrency(slots_name, occupy=size, strict=True)
+                        )
+                gate = CallGate(size, requests_limit=requests_name, tokens_limit=tokens_name)
+
+                async def runner() -> None:
+                    nonlocal budget
+                    while budget > 0 and not queue.empty():
+                        budget -= 1
+                        await run_one(queue.get_nowait())
+
+                with use_gate(gate):  # the runners' task runs inherit it
+                    await asyncio.gather(*(runner() for _ in range(size * TASK_RUNS_PER_SLOT)))
 
     # One API client for the whole fan-out: otherwise each task run on this event loop builds
     # its own (an SSL context each, ~30 ms of CPU per call).
     from prefect.context import AsyncClientContext
 
     async with AsyncClientContext.get_or_create():
-        outcomes = await asyncio.gather(*(one(p) for p in prompts), return_exceptions=True)
-    for outcome in outcomes:
+        lane_errors = await asyncio.gather(
+            *(lane(size) for size in _lanes(slots, bool(slots_name))), return_exceptions=True
+        )
+    for outcome in [*lane_errors, *outcomes]:
         if isinstance(outcome, BaseException):
             raise outcome
-    return list(outcomes)  # type: ignore[arg-type]
+    return outcomes
 
 
 def map_llm(model: Model, prompts: Sequence[Prompt], **kwargs: Any) -> list[LLMResult]:

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import Sequence
 from typing import Any
@@ -45,6 +46,7 @@ from flowkit_prefect.blocks.chat_models import ChatModelBlock
 from flowkit_prefect.exceptions import ConfigurationError, ModelOutputError
 from flowkit_prefect.llm.cache import LLMCallCachePolicy
 from flowkit_prefect.llm.config import LLMTaskConfig, resolve_config
+from flowkit_prefect.llm.gate import model_call_slot
 from flowkit_prefect.llm.usage import CallUsage, current_tracker, emit_call_event
 
 logger = get_logger("flowkit.llm")
@@ -106,12 +108,34 @@ def _usage(message: Any) -> tuple[int, int]:
     return int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
 
 
+async def _answer(
+    runnable: Any, messages: list[BaseMessage], timeout: float | None, label: str
+) -> Any:
+    """One model call, in a slot of the fan-out's gate (if any), cancelled after ``timeout``.
+
+    The timeout covers the model's answer only, not the wait for a slot or a rate limit.
+    """
+    async with model_call_slot(messages):
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                return await runnable.ainvoke(messages)
+        except TimeoutError as exc:
+            if not deadline.expired():  # the model's own timeout error: keep it as it is
+                raise
+            raise TimeoutError(
+                f"{label} did not answer within {timeout} s; the call was cancelled "
+                "(raise timeout_seconds in the LLM task config if the model is just slow)."
+            ) from exc
+
+
 async def _structured_call(
     model: BaseChatModel,
     messages: list[BaseMessage],
     output_type: type[BaseModel],
     repairs: int,
     label: str,
+    timeout: float | None,
 ) -> LLMResult:
     try:
         runnable = model.with_structured_output(output_type, include_raw=True)
@@ -124,7 +148,7 @@ async def _structured_call(
     input_tokens = output_tokens = 0
     error: Exception | None = None
     for attempt in range(repairs + 1):
-        reply = await runnable.ainvoke(conversation)
+        reply = await _answer(runnable, conversation, timeout, label)
         raw, parsed, error = reply["raw"], reply["parsed"], reply["parsing_error"]
         used_in, used_out = _usage(raw)
         input_tokens, output_tokens = input_tokens + used_in, output_tokens + used_out
@@ -161,17 +185,19 @@ async def call_chat_model(
     repairs: int = 2,
     label: str = "",
     tools: list[dict[str, Any]] | None = None,
+    timeout_seconds: float | None = None,
 ) -> LLMResult:
     """One model call (plus structured-output repairs) as a task run.
 
     ``schema`` is the JSON schema of ``output_type`` and ``tools`` are OpenAI-format tool
-    schemas: they, not the Python objects, are what the cache key sees.
+    schemas: they, not the Python objects, are what the cache key sees. ``timeout_seconds``
+    bounds each model call (a structured-output repair is a call of its own).
     """
     label = label or type(model).__name__
     if output_type is not None:
-        return await _structured_call(model, messages, output_type, repairs, label)
+        return await _structured_call(model, messages, output_type, repairs, label, timeout_seconds)
     runnable: Any = model.bind_tools(tools) if tools else model
-    reply = await runnable.ainvoke(messages)
+    reply = await _answer(runnable, messages, timeout_seconds, label)
     used_in, used_out = _usage(reply)
     return LLMResult(
         text=reply.text,
@@ -210,7 +236,6 @@ def _build_task(config: LLMTaskConfig, label: str) -> Any:
         else 0,
         retry_jitter_factor=config["retry_jitter_factor"],
         retry_condition_fn=retry_on_transient,
-        timeout_seconds=config["timeout_seconds"],
         cache_policy=LLMCallCachePolicy() if config["cache"] else NO_CACHE,
         cache_expiration=datetime.timedelta(seconds=expiration) if expiration else None,
         persist_result=bool(config["cache"]),
@@ -253,6 +278,7 @@ async def ainvoke_llm(
             int(settings["structured_repairs"]),
             target.label,
             tool_schemas,
+            settings["timeout_seconds"],
             return_state=True,
         )
         if state.is_completed():
