@@ -48,7 +48,7 @@ def _ensure_limit(name: str, limit: int, decay: float | None = None) -> int:
 TASK_RUNS_PER_SLOT = 2
 # A lane of a shared limit gives its slots back after this many calls per slot, so fan-outs on
 # other workers get their turn.
-CALLS_PER_SLOT_PER_LEASE = 4
+CALLS_PER_SLOT_PER_LEASE = 10
 MAX_LANES = 5
 
 
