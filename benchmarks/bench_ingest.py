@@ -37,18 +37,18 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 import argparse
-import contextlib
 import random
 import statistics
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from _common import prefect_backend
 from qdrant_client import QdrantClient
 
 from flowkit_prefect.blocks.embedders import LocalEmbedder
@@ -359,21 +359,6 @@ class Side:
     @property
     def median_throughput(self) -> float:
         return self.chunks / self.median_seconds
-
-
-@contextlib.contextmanager
-def prefect_backend() -> Iterator[str]:
-    """The server in ``PREFECT_API_URL`` when set, otherwise a temporary one."""
-    from prefect.settings import PREFECT_API_URL
-
-    configured = PREFECT_API_URL.value()
-    if configured:
-        yield configured
-        return
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield f"{PREFECT_API_URL.value()} (temporary, prefect_test_harness)"
 
 
 def warm_up(config: Config) -> None:

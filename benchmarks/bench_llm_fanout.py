@@ -55,11 +55,12 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _common import prefect_backend
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -313,21 +314,6 @@ def delete_limits(prefix: str) -> None:
         for suffix in ("", "-rpm", "-tpm"):
             with contextlib.suppress(ObjectNotFound):
                 client.delete_global_concurrency_limit_by_name(f"{prefix}{suffix}")
-
-
-@contextlib.contextmanager
-def prefect_backend() -> Iterator[str]:
-    """The server in ``PREFECT_API_URL`` when set, otherwise a temporary one."""
-    from prefect.settings import PREFECT_API_URL
-
-    configured = PREFECT_API_URL.value()
-    if configured:
-        yield configured
-        return
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield f"{PREFECT_API_URL.value()} (temporary, prefect_test_harness)"
 
 
 # --------------------------------------------------------------------------- report

@@ -8,6 +8,17 @@ from flowkit_prefect.agents.tool_agent import AgentResult, ToolApproval, run_too
 from flowkit_prefect.blocks.chat_models import ChatModelBlock, LocalChatModel, OpenAIChatModel
 from flowkit_prefect.blocks.embedders import EmbedderBlock, LocalEmbedder, OpenAIEmbedder
 from flowkit_prefect.blocks.qdrant import QdrantStore
+from flowkit_prefect.codegen import (
+    CodeGenOptions,
+    CodeGenResult,
+    CodeProblem,
+    CodeSandbox,
+    DockerSandbox,
+    SandboxReport,
+    SubprocessSandbox,
+    TestCase,
+    generate_code,
+)
 from flowkit_prefect.exceptions import (
     BudgetExceededError,
     CollectionDimensionError,
@@ -16,9 +27,11 @@ from flowkit_prefect.exceptions import (
     MissingDependencyError,
     ModelOutputError,
     PlanError,
+    SandboxError,
     SourceNotFoundError,
     StoreBusyError,
 )
+from flowkit_prefect.flows.code_generation import code_generation
 from flowkit_prefect.flows.plan_and_execute import plan_and_execute
 from flowkit_prefect.flows.rag_answer import rag_answer
 from flowkit_prefect.flows.rag_ingest import rag_ingest
@@ -67,8 +80,13 @@ __all__ = [
     "Chunk",
     "ChunkingOptions",
     "Citation",
+    "CodeGenOptions",
+    "CodeGenResult",
+    "CodeProblem",
+    "CodeSandbox",
     "CollectionDimensionError",
     "ConfigurationError",
+    "DockerSandbox",
     "EmbedderBlock",
     "ExecutorRegistry",
     "FlowkitError",
@@ -90,6 +108,8 @@ __all__ = [
     "PlanStep",
     "QdrantStore",
     "RagAnswer",
+    "SandboxError",
+    "SandboxReport",
     "SearchHit",
     "SkippedSource",
     "SourceDocument",
@@ -97,13 +117,17 @@ __all__ = [
     "SourceReport",
     "StepContext",
     "StoreBusyError",
+    "SubprocessSandbox",
+    "TestCase",
     "ToolApproval",
     "UpsertPlan",
     "ainvoke_llm",
     "answer_question",
     "chunk_documents",
+    "code_generation",
     "delete_stale_chunks",
     "embed_and_upsert",
+    "generate_code",
     "invoke_llm",
     "load_documents",
     "map_llm",

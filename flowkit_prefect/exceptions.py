@@ -11,7 +11,8 @@ LangChain) are translated at one boundary with ``raise ... from exc``::
     ├── StoreBusyError              the embedded Qdrant store stayed locked past the timeout
     ├── ModelOutputError            the chat model's output could not be used
     │   └── PlanError               a plan is empty, cyclic or names unknown steps/executors
-    └── BudgetExceededError         a run's token or cost budget is spent
+    ├── BudgetExceededError         a run's token or cost budget is spent
+    └── SandboxError                the code sandbox itself failed (no engine, no interpreter)
 """
 
 from __future__ import annotations
@@ -70,3 +71,11 @@ class BudgetExceededError(FlowkitError):
 
 class PlanError(ModelOutputError):
     """A plan cannot be executed: empty, cyclic, or naming unknown steps or executors."""
+
+
+class SandboxError(FlowkitError):
+    """The code sandbox itself could not run: the Docker engine or image is unavailable, no
+    usable Python interpreter was found, or the harness failed before loading the code.
+
+    Bad generated code is never this error: it is a verdict in the ``SandboxReport``.
+    """

@@ -11,6 +11,7 @@ Prefect, Qdrant) runs for real::
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -22,11 +23,11 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from flowkit_prefect.models.structured import json_schema_structured_output
 
-__all__ = ["FakeChatModel", "FlakyChatModel", "HashEmbeddings"]
+__all__ = ["FakeChatModel", "FlakyChatModel", "HashEmbeddings", "ScriptedCoder"]
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -157,3 +158,50 @@ class FlakyChatModel(FakeChatModel):
 
             await asyncio.sleep(self.hang_seconds)
         return self._generate(messages, stop, None, **kwargs)
+
+
+class ScriptedCoder(FakeChatModel):
+    """A code-writing model from a script, for tests and benchmarks of the code-generation flow.
+
+    ``solutions`` maps an entry point to the code to return for it: the first item for a first
+    request, the next item each time the request shows feedback (a failure report or an earlier
+    attempt's result), the last item repeating. Structured requests (reflection, approaches,
+    generated tests) get the smallest valid reply, with ``tests`` as the generated tests.
+    """
+
+    solutions: dict[str, list[str]] = Field(default_factory=dict)
+    tests: list[dict[str, str]] = Field(default_factory=list)
+    model_name: str = "scripted-coder"
+    _served: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any) -> None:
+        """Reply from the script."""
+        self.respond = self._script
+
+    def _script(self, messages: list[BaseMessage], **kwargs: Any) -> str:
+        schema = (kwargs.get("response_format") or {}).get("schema") or {}
+        title = schema.get("title", "")
+        if title:
+            return json.dumps(
+                _STRUCTURED.get(title, {})
+                | ({"tests": self.tests} if title == "ProposedTests" else {})
+            )
+        text = messages[-1].text
+        asked = _DEFINES.findall(text)
+        entry = asked[-1] if asked else None
+        if entry not in self.solutions:
+            return "I do not know this problem."
+        script = self.solutions[entry]
+        feedback = "fails these tests" in text or "previous attempt" in text
+        index = self._served.get(entry, 0) + (1 if feedback and entry in self._served else 0)
+        self._served[entry] = index
+        return f"```python\n{script[min(index, len(script) - 1)]}\n```"
+
+
+_DEFINES = re.compile(r"defin(?:es|ing) `(\w+)`")
+_STRUCTURED: dict[str, dict[str, Any]] = {
+    "Reflection": {"summary": "scripted", "inputs": "as stated", "outputs": "as stated"},
+    "Approaches": {"approaches": [{"name": "direct", "idea": "do what the statement says"}]},
+    "Choice": {"index": 1, "reason": "scripted"},
+    "ProposedTests": {"tests": []},
+}

@@ -13,16 +13,26 @@ from qdrant_client import QdrantClient
 
 from flowkit_prefect import (
     ConfigurationError,
+    DockerSandbox,
     LocalChatModel,
     LocalEmbedder,
     OpenAIChatModel,
     OpenAIEmbedder,
     QdrantStore,
+    SubprocessSandbox,
 )
 from flowkit_prefect._block_docs import read_block_documents
 from flowkit_prefect._blockref import resolve_block
 
-ALL_BLOCKS = [LocalChatModel, OpenAIChatModel, LocalEmbedder, OpenAIEmbedder, QdrantStore]
+ALL_BLOCKS = [
+    LocalChatModel,
+    OpenAIChatModel,
+    LocalEmbedder,
+    OpenAIEmbedder,
+    QdrantStore,
+    SubprocessSandbox,
+    DockerSandbox,
+]
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -107,7 +117,7 @@ def test_repository_block_documents_are_valid(tmp_path: Path, monkeypatch) -> No
     monkeypatch.setenv("FLOWKIT_DATA_DIR", str(tmp_path))
     docs = read_block_documents(REPO / "blocks")
     kinds = {cls for cls, _, _ in docs}
-    assert kinds == {QdrantStore, LocalEmbedder, LocalChatModel}
+    assert kinds == {QdrantStore, LocalEmbedder, LocalChatModel, SubprocessSandbox}
     for cls, name, data in docs:
         block = cls(**data)
         assert name == "default"

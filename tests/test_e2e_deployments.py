@@ -1,5 +1,5 @@
 """End to end, as a user runs it: a Prefect server and a process worker in their own processes,
-the repository's prefect.yaml deployed, and both templates started with `prefect deployment run`.
+the repository's prefect.yaml deployed, and the templates started with `prefect deployment run`.
 Runs the real offline model (SmolLM2 via llama.cpp) and the real offline embedder."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _preset(name: str) -> dict:
     return json.loads((REPO / "deployments" / "presets" / name).read_text())
 
 
-def test_deploy_and_run_both_templates(stack: dict) -> None:
+def test_deploy_and_run_the_templates(stack: dict) -> None:
     env, local = stack["env"], stack["stack"]
     prefect, flowkit = str(BIN / "prefect"), str(BIN / "flowkit")
     _run([prefect, "--no-prompt", "block", "register", "-m", "flowkit_prefect"], env)
@@ -99,6 +99,11 @@ def test_deploy_and_run_both_templates(stack: dict) -> None:
         [prefect, "deployment", "run", "plan-and-execute/default", "--params", plan, "--watch"], env
     )
 
+    code = json.dumps(_preset("sample-code.json"))
+    _run(
+        [prefect, "deployment", "run", "code-generation/default", "--params", code, "--watch"], env
+    )
+
     _check_runs_and_artifacts(local.api_url, stack["root"])
     _check_the_answer_cites_the_fact(shown, stack["root"])
 
@@ -117,11 +122,19 @@ def _check_runs_and_artifacts(api_url: str, root: Path) -> None:
             "rag-ingest": ["Completed", "Completed"],
             "rag-answer": ["Completed"],
             "plan-and-execute": ["Completed"],
+            "code-generation": ["Completed"],
         }
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(
                 key=ArtifactFilterKey(
-                    any_=["rag-ingest-summary", "rag-ingest-progress", "rag-answer", "plan-status"]
+                    any_=[
+                        "rag-ingest-summary",
+                        "rag-ingest-progress",
+                        "rag-answer",
+                        "plan-status",
+                        "codegen-test-report",
+                        "codegen-result",
+                    ]
                 )
             ),
             limit=200,
@@ -131,6 +144,12 @@ def _check_runs_and_artifacts(api_url: str, root: Path) -> None:
         assert ("rag-ingest-progress", "progress") in kinds
         assert ("rag-answer", "markdown") in kinds
         assert ("plan-status", "table") in kinds
+        assert ("codegen-result", "markdown") in kinds
+        report = max(
+            (a for a in artifacts if a.key == "codegen-test-report"), key=lambda a: a.created
+        )
+        report_rows = json.loads(report.data) if isinstance(report.data, str) else report.data
+        assert [row["test"] for row in report_rows] == ["public-1", "public-2", "public-3"]
         plan_table = max((a for a in artifacts if a.key == "plan-status"), key=lambda a: a.created)
         plan_rows = (
             json.loads(plan_table.data) if isinstance(plan_table.data, str) else plan_table.data

@@ -11,6 +11,7 @@ from pydantic import Field
 DEFAULT_QDRANT_STORE = "flowkit-qdrant-store/default"
 DEFAULT_EMBEDDER = "flowkit-local-embedder/default"
 DEFAULT_CHAT_MODEL = "flowkit-local-chat-model/default"
+DEFAULT_SANDBOX = "flowkit-subprocess-sandbox/default"
 DEFAULT_COLLECTION = "flowkit-docs"
 
 CollectionName = Annotated[str, Field(min_length=1)]

@@ -1,0 +1,48 @@
+"""Test-driven code generation: problems, a sandbox that runs LLM-written Python against tests,
+and the generate → test → fix loop."""
+
+from flowkit_prefect.codegen.engine import (
+    CodeGenOptions,
+    CodeGenResult,
+    StageRecord,
+    TestRow,
+    generate_code,
+    run_tests,
+    validate_proposed_tests,
+)
+from flowkit_prefect.codegen.problem import (
+    CodeProblem,
+    assemble_solution,
+    extract_code,
+    load_humaneval,
+)
+from flowkit_prefect.codegen.sandbox import (
+    CodeSandbox,
+    DockerSandbox,
+    SandboxReport,
+    SubprocessSandbox,
+    TestCase,
+    TestOutcome,
+    Verdict,
+)
+
+__all__ = [
+    "CodeGenOptions",
+    "CodeGenResult",
+    "CodeProblem",
+    "CodeSandbox",
+    "DockerSandbox",
+    "SandboxReport",
+    "StageRecord",
+    "SubprocessSandbox",
+    "TestCase",
+    "TestOutcome",
+    "TestRow",
+    "Verdict",
+    "assemble_solution",
+    "extract_code",
+    "generate_code",
+    "load_humaneval",
+    "run_tests",
+    "validate_proposed_tests",
+]
