@@ -71,6 +71,8 @@ test-fast: install ## the tests without the end-to-end deployment and offline-mo
 bench: install ## run the benchmarks (outside the test suite)
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_llm_fanout.py
+	$(PY) benchmarks/bench_humaneval.py --model canonical
+	$(PY) benchmarks/bench_humaneval.py --model broken-first
 
 lint: install ## ruff lint and format check
 	$(VENV)/bin/ruff check .

@@ -35,7 +35,7 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from _common import prefect_backend
@@ -51,36 +51,30 @@ from flowkit_prefect.codegen import (
 from flowkit_prefect.testing import ScriptedCoder
 
 
-def scripted_model(kind: str, records: Sequence[dict[str, Any]]) -> ScriptedCoder:
-    """The canonical or broken-first script for these problems."""
-    solutions: dict[str, list[str]] = {}
-    for record in records:
-        canonical = record["prompt"] + record["canonical_solution"]
-        broken = f"def {record['entry_point']}(*args, **kwargs):\n    return None\n"
-        solutions[record["entry_point"]] = (
-            [canonical]
-            if kind == "canonical"
-            else [
-                broken,
-                canonical,
-            ]
-        )
-    return ScriptedCoder(solutions=solutions)
+def scripted_model(kind: str, record: dict[str, Any]) -> ScriptedCoder:
+    """The canonical or broken-first script for one problem (entry point names repeat across
+    HumanEval, e.g. ``add``, so each problem gets a script of its own)."""
+    canonical = record["prompt"] + record["canonical_solution"]
+    broken = f"def {record['entry_point']}(*args, **kwargs):\n    return None\n"
+    script = [canonical] if kind == "canonical" else [broken, canonical]
+    return ScriptedCoder(solutions={record["entry_point"]: script})
 
 
-def build_model(spec: str, records: Sequence[dict[str, Any]]) -> Any:
-    """The model named by ``--model``."""
+def build_model(spec: str) -> Callable[[dict[str, Any]], Any]:
+    """The model named by ``--model``, as a function of the problem record."""
     if spec in ("canonical", "broken-first"):
-        return scripted_model(spec, records)
+        return lambda record: scripted_model(spec, record)
     if spec == "local":
         from flowkit_prefect import LocalChatModel
 
-        return LocalChatModel(max_tokens=384, n_ctx=4096)
+        local = LocalChatModel(max_tokens=384, n_ctx=4096)
+        return lambda record: local
     if spec.startswith("block:"):
         from flowkit_prefect._blockref import resolve_block
         from flowkit_prefect.blocks.chat_models import ChatModelBlock
 
-        return resolve_block(spec.removeprefix("block:"), ChatModelBlock)
+        ref = spec.removeprefix("block:")
+        return lambda record: resolve_block(ref, ChatModelBlock)
     raise SystemExit(f"unknown --model {spec!r}")
 
 
@@ -92,14 +86,16 @@ def solve_one(task_id: str, problem: CodeProblem, model: Any, options: CodeGenOp
 
 @flow(name="humaneval-benchmark", persist_result=False)
 def run_all(
-    records: list[dict[str, Any]], model: Any, options: CodeGenOptions
-) -> list[tuple[str, bool, bool, Any]]:
-    """Every problem in turn: (task id, has public tests, time, result)."""
+    records: list[dict[str, Any]],
+    model_for: Callable[[dict[str, Any]], Any],
+    options: CodeGenOptions,
+) -> list[tuple[str, bool, float, CodeGenResult]]:
+    """Every problem in turn: (task id, has public tests, seconds, result)."""
     rows = []
     for record in records:
         problem = CodeProblem.from_humaneval(record)
         started = time.perf_counter()
-        result: CodeGenResult = solve_one(record["task_id"], problem, model, options)
+        result = solve_one(record["task_id"], problem, model_for(record), options)
         rows.append(
             (record["task_id"], bool(problem.public_tests), time.perf_counter() - started, result)
         )
@@ -135,12 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_model_calls=args.max_model_calls,
         max_iterations=args.max_iterations,
     )
-    model = build_model(args.model, records)
+    model_for = build_model(args.model)
     print(f"HumanEval: {len(records)} problems, model {args.model}, options {options.model_dump()}")
     started = time.perf_counter()
     with prefect_backend() as api:
         print(f"Prefect API: {api}")
-        rows = run_all(records, model, options)
+        rows = run_all(records, model_for, options)
     wall = time.perf_counter() - started
     passed = [r for r in rows if r[3].evaluation_passed]
     with_public = [r for r in rows if r[1]]

@@ -163,9 +163,9 @@ class FlakyChatModel(FakeChatModel):
 class ScriptedCoder(FakeChatModel):
     """A code-writing model from a script, for tests and benchmarks of the code-generation flow.
 
-    ``solutions`` maps an entry point to the code to return for it: the first item for a first
-    request, the next item each time the request shows feedback (a failure report or an earlier
-    attempt's result), the last item repeating. Structured requests (reflection, approaches,
+    ``solutions`` maps an entry point to the code to return for it: the first item until a
+    request carries a failure report (a fix request), then the next item for each such request,
+    the last item repeating. Structured requests (reflection, approaches,
     generated tests) get the smallest valid reply, with ``tests`` as the generated tests.
     """
 
@@ -192,7 +192,7 @@ class ScriptedCoder(FakeChatModel):
         if entry not in self.solutions:
             return "I do not know this problem."
         script = self.solutions[entry]
-        feedback = "fails these tests" in text or "previous attempt" in text
+        feedback = "fails these tests" in text  # the failure report of a fix request
         index = self._served.get(entry, 0) + (1 if feedback and entry in self._served else 0)
         self._served[entry] = index
         return f"```python\n{script[min(index, len(script) - 1)]}\n```"

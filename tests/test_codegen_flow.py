@@ -17,6 +17,7 @@ from flowkit_prefect.codegen import (
     CodeGenOptions,
     CodeGenResult,
     CodeProblem,
+    SubprocessSandbox,
     TestCase,
     generate_code,
     validate_proposed_tests,
@@ -39,11 +40,16 @@ def _problem(entry: str, tests: list[str], hidden: list[str] | None = None) -> C
 
 
 def _solve(
-    model: ScriptedCoder, problem: CodeProblem, options: CodeGenOptions = QUICK
+    model: ScriptedCoder,
+    problem: CodeProblem,
+    options: CodeGenOptions = QUICK,
+    sandbox: SubprocessSandbox | None = None,
 ) -> CodeGenResult:
     @flow
     def solve() -> CodeGenResult:
-        return generate_code(model, problem, options=options, config={"cache": False})
+        return generate_code(
+            model, problem, options=options, sandbox=sandbox, config={"cache": False}
+        )
 
     return solve()
 
@@ -108,8 +114,13 @@ def test_budgets_stop_the_loop_with_the_best_solution(harness: str) -> None:
 def test_hostile_code_gets_a_verdict_and_the_run_goes_on(harness: str) -> None:
     loop = "def add(a, b):\n    while True:\n        pass"
     model = ScriptedCoder(solutions={"add": [loop, "def add(a, b):\n    return a + b"]})
-    result = _solve(model, _problem("add", ADD_TESTS))
+    quick_kill = SubprocessSandbox(test_timeout_seconds=0.5, wall_seconds=5)
+    result = _solve(model, _problem("add", ADD_TESTS), sandbox=quick_kill)
     assert result.stop_reason == "all_tests_passed"
+    # three first attempts spun until killed; the failure report then led to the fix
+    assert result.model_calls == 4 and result.iterations == 1
+    initial = Artifact.get("codegen-initial-code")
+    assert initial is not None and "0 of 3" in str(initial.data)
 
 
 def test_all_stages_run_and_publish_artifacts(harness: str) -> None:
