@@ -112,6 +112,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-model-calls", type=int, default=8)
     parser.add_argument("--max-iterations", type=int, default=3)
     parser.add_argument(
+        "--minimal-stages",
+        action="store_true",
+        help="only write-code and the fix stages (default for the scripted models)",
+    )
+    parser.add_argument(
         "--full-stages",
         action="store_true",
         help="reflection, approaches and generated tests too (default for real models)",
@@ -123,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     records = load_humaneval(args.task_ids, limit=args.limit)
     scripted = args.model in ("canonical", "broken-first")
-    full = args.full_stages or not scripted
+    full = args.full_stages or not (scripted or args.minimal_stages)
     options = CodeGenOptions(
         reflect=full,
         approaches=3 if full else 0,

@@ -8,6 +8,7 @@ from flowkit_prefect.agents.tool_agent import AgentResult, ToolApproval, run_too
 from flowkit_prefect.blocks.chat_models import ChatModelBlock, LocalChatModel, OpenAIChatModel
 from flowkit_prefect.blocks.embedders import EmbedderBlock, LocalEmbedder, OpenAIEmbedder
 from flowkit_prefect.blocks.qdrant import QdrantStore
+from flowkit_prefect.blocks.validation_suite import ValidationSuite
 from flowkit_prefect.codegen import (
     CodeGenOptions,
     CodeGenResult,
@@ -23,13 +24,19 @@ from flowkit_prefect.exceptions import (
     BudgetExceededError,
     CollectionDimensionError,
     ConfigurationError,
+    DataReadError,
+    ExpectationRunError,
     FlowkitError,
     MissingDependencyError,
     ModelOutputError,
     PlanError,
     SandboxError,
+    SchemaDriftError,
     SourceNotFoundError,
     StoreBusyError,
+    SuiteDraftError,
+    SuiteError,
+    ValidationFailedError,
 )
 from flowkit_prefect.flows.code_generation import code_generation
 from flowkit_prefect.flows.plan_and_execute import plan_and_execute
@@ -86,9 +93,11 @@ __all__ = [
     "CodeSandbox",
     "CollectionDimensionError",
     "ConfigurationError",
+    "DataReadError",
     "DockerSandbox",
     "EmbedderBlock",
     "ExecutorRegistry",
+    "ExpectationRunError",
     "FlowkitError",
     "IngestRecord",
     "IngestSummary",
@@ -110,6 +119,7 @@ __all__ = [
     "RagAnswer",
     "SandboxError",
     "SandboxReport",
+    "SchemaDriftError",
     "SearchHit",
     "SkippedSource",
     "SourceDocument",
@@ -118,9 +128,13 @@ __all__ = [
     "StepContext",
     "StoreBusyError",
     "SubprocessSandbox",
+    "SuiteDraftError",
+    "SuiteError",
     "TestCase",
     "ToolApproval",
     "UpsertPlan",
+    "ValidationFailedError",
+    "ValidationSuite",
     "ainvoke_llm",
     "answer_question",
     "chunk_documents",

@@ -1,21 +1,32 @@
 """Exceptions raised by flowkit-prefect.
 
 Every error says what went wrong and what to do about it. Foreign exceptions (Qdrant, llama.cpp,
-LangChain) are translated at one boundary with ``raise ... from exc``::
+LangChain, Great Expectations, pandas) are translated at one boundary with ``raise ... from exc``::
 
     FlowkitError
     ├── ConfigurationError          a block or parameter is wrong; fix the configuration
-    │   └── MissingDependencyError  an optional extra is not installed
+    │   ├── MissingDependencyError  an optional extra is not installed
+    │   └── SuiteError              an expectation suite is invalid or names missing columns
     ├── SourceNotFoundError         a documents folder or file does not exist
     ├── CollectionDimensionError    the Qdrant collection stores vectors of another size
     ├── StoreBusyError              the embedded Qdrant store stayed locked past the timeout
     ├── ModelOutputError            the chat model's output could not be used
-    │   └── PlanError               a plan is empty, cyclic or names unknown steps/executors
+    │   ├── PlanError               a plan is empty, cyclic or names unknown steps/executors
+    │   └── SuiteDraftError         the model's proposed expectation suite is unusable
     ├── BudgetExceededError         a run's token or cost budget is spent
-    └── SandboxError                the code sandbox itself failed (no engine, no interpreter)
+    ├── SandboxError                the code sandbox itself failed (no engine, no interpreter)
+    ├── DataReadError               a dataset is missing, empty, malformed or of unknown type
+    ├── ExpectationRunError         GX could not evaluate an expectation (often a wrong dtype)
+    ├── ValidationFailedError       a validation checkpoint failed by its policy
+    └── SchemaDriftError            the data's columns or dtypes left the schema snapshot
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flowkit_prefect.validation.results import CheckpointResult, SchemaDrift
 
 
 class FlowkitError(Exception):
@@ -79,3 +90,46 @@ class SandboxError(FlowkitError):
 
     Bad generated code is never this error: it is a verdict in the ``SandboxReport``.
     """
+
+
+class SuiteDraftError(ModelOutputError):
+    """The model gave no usable list of proposed expectations for a suite draft."""
+
+
+class SuiteError(ConfigurationError):
+    """An expectation suite cannot be used: unreadable, an unknown expectation, bad kwargs, or a
+    column the data does not have. The message names the expectation and what to change."""
+
+
+class DataReadError(FlowkitError):
+    """A dataset cannot be read into a table (missing, empty, malformed, or of an unknown type),
+    or is a table a checkpoint cannot validate (duplicate or non-string column names)."""
+
+
+class ExpectationRunError(FlowkitError):
+    """Great Expectations could not evaluate an expectation on this data, most often because a
+    column has another dtype than the expectation needs (numbers stored as text)."""
+
+
+class ValidationFailedError(FlowkitError):
+    """A validation checkpoint failed by its policy; ``result`` holds the full report."""
+
+    def __init__(self, message: str, result: CheckpointResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+    def __reduce__(self) -> tuple[type, tuple[str, CheckpointResult]]:
+        return type(self), (str(self), self.result)
+
+
+class SchemaDriftError(FlowkitError):
+    """The data's columns or dtypes differ from the schema snapshot and the drift policy is
+    "fail"; ``drift`` lists the differences and ``result`` holds the checkpoint's report."""
+
+    def __init__(self, message: str, drift: SchemaDrift, result: CheckpointResult) -> None:
+        super().__init__(message)
+        self.drift = drift
+        self.result = result
+
+    def __reduce__(self) -> tuple[type, tuple[str, SchemaDrift, CheckpointResult]]:
+        return type(self), (str(self), self.drift, self.result)

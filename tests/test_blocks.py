@@ -20,6 +20,7 @@ from flowkit_prefect import (
     OpenAIEmbedder,
     QdrantStore,
     SubprocessSandbox,
+    ValidationSuite,
 )
 from flowkit_prefect._block_docs import read_block_documents
 from flowkit_prefect._blockref import resolve_block
@@ -32,6 +33,7 @@ ALL_BLOCKS = [
     QdrantStore,
     SubprocessSandbox,
     DockerSandbox,
+    ValidationSuite,
 ]
 REPO = Path(__file__).resolve().parents[1]
 

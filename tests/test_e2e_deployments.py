@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,8 +105,42 @@ def test_deploy_and_run_the_templates(stack: dict) -> None:
         [prefect, "deployment", "run", "code-generation/default", "--params", code, "--watch"], env
     )
 
+    out = stack["root"] / "validated"
+    data = json.dumps({"output_dir": str(out), "schema_snapshot": str(out / "schema.json")})
+    _run([prefect, "deployment", "run", "validated-pipeline/default", "--params", data], env)
+    failing = json.dumps({"output_dir": str(out / "strict"), "policy": "fail"})
+    subprocess.run(  # this run fails by design: its checkpoint event starts the alert
+        [prefect, "deployment", "run", "validated-pipeline/default", "--params", failing],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    # both checkpoints failed expectations (the first quarantined its rows): two alerts
+    _wait_for_runs(local.api_url, {"validated-pipeline": 2, "validation-alert": 2})
+    assert (out / "orders.quarantined.csv").exists() and not (out / "strict").exists()
+
     _check_runs_and_artifacts(local.api_url, stack["root"])
     _check_the_answer_cites_the_fact(shown, stack["root"])
+
+
+def _wait_for_runs(api_url: str, expected: dict[str, int], timeout: float = 240) -> None:
+    """Until each named flow has that many finished runs (the alert comes from an automation)."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    deadline = time.monotonic() + timeout
+    with SyncPrefectClient(api_url) as client:
+        while True:
+            names = {f.id: f.name for f in client.read_flows()}
+            done: dict[str, int] = {}
+            for run in client.read_flow_runs():
+                if run.state and run.state.is_final():
+                    done[names[run.flow_id]] = done.get(names[run.flow_id], 0) + 1
+            if all(done.get(name, 0) >= count for name, count in expected.items()):
+                return
+            assert time.monotonic() < deadline, f"runs not finished in time: {done}"
+            time.sleep(2)
 
 
 def _check_runs_and_artifacts(api_url: str, root: Path) -> None:
@@ -118,11 +153,14 @@ def _check_runs_and_artifacts(api_url: str, root: Path) -> None:
         names = {f.id: f.name for f in client.read_flows()}
         for run in runs:
             by_flow.setdefault(names[run.flow_id], []).append(run.state_name)
+        by_flow = {name: sorted(states) for name, states in by_flow.items()}
         assert by_flow == {
             "rag-ingest": ["Completed", "Completed"],
             "rag-answer": ["Completed"],
             "plan-and-execute": ["Completed"],
             "code-generation": ["Completed"],
+            "validated-pipeline": ["Completed", "Failed"],
+            "validation-alert": ["Completed", "Completed"],
         }
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(

@@ -20,6 +20,7 @@ from flowkit_prefect import (
     rag_ingest,
     search_chunks,
 )
+from flowkit_prefect.retrieval.document_checks import DocumentChecks
 from flowkit_prefect.retrieval.tasks import (
     chunk_documents,
     embed_and_upsert,
@@ -193,3 +194,26 @@ def test_tasks_compose_in_a_user_flow(harness: str, corpus: Path) -> None:
         assert client.get_collection("mine").config.params.vectors["dense"].distance == (
             models.Distance.COSINE
         )
+
+
+def test_document_checkpoint_quarantines_before_embedding(
+    blocks: dict[str, str], collection: str
+) -> None:
+    summary = rag_ingest(
+        records=[
+            {"id": "ok", "text": "Herons hunt fish in shallow water.", "metadata": {"lang": "en"}},
+            {"id": "short", "text": "Hi.", "metadata": {"lang": "en"}},
+            {"id": "no-lang", "text": "Reiher fressen Fische im Flachwasser."},
+        ],
+        collection=collection,
+        qdrant_store=blocks["qdrant_store"],
+        embedder=blocks["embedder"],
+        document_checks=DocumentChecks(min_chars=10, required_metadata=["lang"]),
+    )
+    assert (summary.found, summary.ingested, summary.skipped) == (3, 1, 2)
+    reasons = {r.source: r.reason for r in summary.sources if r.status == "skipped"}
+    assert "chars" in reasons["short"] and "document checkpoint" in reasons["short"]
+    assert "meta.lang" in reasons["no-lang"]
+    assert _points_by_source(blocks["path"], collection) == {"ok": 1}  # never embedded
+    table = Artifact.get("validation-rag-ingest-documents")
+    assert table is not None and "expect_column_values_to_be_between" in str(table.data)

@@ -3,6 +3,7 @@
 from flowkit_prefect.blocks.chat_models import ChatModelBlock, LocalChatModel, OpenAIChatModel
 from flowkit_prefect.blocks.embedders import EmbedderBlock, LocalEmbedder, OpenAIEmbedder
 from flowkit_prefect.blocks.qdrant import QdrantStore
+from flowkit_prefect.blocks.validation_suite import ValidationSuite
 
 __all__ = [
     "ChatModelBlock",
@@ -12,4 +13,5 @@ __all__ = [
     "OpenAIChatModel",
     "OpenAIEmbedder",
     "QdrantStore",
+    "ValidationSuite",
 ]

@@ -29,6 +29,7 @@ from flowkit_prefect.flows._params import (
     CollectionName,
 )
 from flowkit_prefect.retrieval.chunking import ChunkingOptions
+from flowkit_prefect.retrieval.document_checks import DocumentChecks, check_documents
 from flowkit_prefect.retrieval.loaders import DEFAULT_MAX_FILE_BYTES
 from flowkit_prefect.retrieval.tasks import (
     chunk_documents,
@@ -102,6 +103,7 @@ def rag_ingest(
     recreate_collection: bool = False,
     max_file_bytes: Annotated[int, Field(ge=1)] = DEFAULT_MAX_FILE_BYTES,
     scope: str | None = None,
+    document_checks: DocumentChecks | None = None,
 ) -> IngestSummary:
     """Ingest documents into Qdrant: load, chunk, embed and upsert with deterministic ids.
 
@@ -120,6 +122,8 @@ def rag_ingest(
         recreate_collection: Drop and rebuild the collection, e.g. after changing the embedder.
         max_file_bytes: Larger files are skipped (and reported).
         scope: Names this corpus inside the collection; default: the folder path or 'records'.
+        document_checks: The document checkpoint before embedding: text length bounds and
+            required metadata; failing documents are quarantined and reported, not embedded.
     """
     logger = get_run_logger()
     if (folder is None) == (records is None):
@@ -132,8 +136,9 @@ def rag_ingest(
     progress = _Progress(f"Ingesting into {collection}")
 
     loaded = load_documents(folder=folder, records=records, max_file_bytes=max_file_bytes)
+    documents, quarantined = check_documents(loaded.documents, document_checks or DocumentChecks())
     # opaque(): Prefect need not walk thousands of chunks looking for upstream futures.
-    chunks = chunk_documents(opaque(loaded.documents), chunking or ChunkingOptions(), corpus_scope)
+    chunks = chunk_documents(opaque(documents), chunking or ChunkingOptions(), corpus_scope)
     progress.update(5.0)
     embeddings = embedder_block.get_embeddings()
     # One store session for the run: an embedded store is opened (and locked) once, not per task.
@@ -160,7 +165,8 @@ def rag_ingest(
             opaque([c.chunk_id for c in plan.to_write]),
             plan.changed_sources,
             delete_missing,
-            opaque(sorted({c.source for c in chunks})),
+            # a quarantined document keeps the chunks of its last good version
+            opaque(sorted({c.source for c in chunks} | {q.source for q in quarantined})),
         )
     progress.update(100.0)
 
@@ -168,10 +174,11 @@ def rag_ingest(
     for chunk in chunks:
         chunk_counts[chunk.source] = chunk_counts.get(chunk.source, 0) + 1
     skipped_rows = [
-        SourceReport(source=s.source, status="skipped", reason=s.reason) for s in loaded.skipped
+        SourceReport(source=s.source, status="skipped", reason=s.reason)
+        for s in [*loaded.skipped, *quarantined]
     ]
     # A document that produced no chunk cannot be found later: account for it as skipped.
-    for document in loaded.documents:
+    for document in documents:
         if document.source not in chunk_counts:
             skipped_rows.append(
                 SourceReport(source=document.source, status="skipped", reason="no text to chunk")

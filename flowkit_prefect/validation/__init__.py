@@ -1,0 +1,49 @@
+"""Data validation checkpoints on Great Expectations 1.x: tasks that pass good rows on,
+quarantine bad ones, and stop a run with a clear report when the data is wrong."""
+
+from flowkit_prefect.exceptions import (
+    DataReadError,
+    ExpectationRunError,
+    SchemaDriftError,
+    SuiteError,
+    ValidationFailedError,
+)
+from flowkit_prefect.validation.checkpoint import run_checkpoint, validate_dataframe, validate_file
+from flowkit_prefect.validation.drafting import SuiteDraft, draft_suite
+from flowkit_prefect.validation.readers import read_dataset
+from flowkit_prefect.validation.results import (
+    FAILED_COLUMN,
+    CheckpointResult,
+    CheckpointSummary,
+    DriftPolicy,
+    ExpectationRow,
+    Policy,
+    SchemaDrift,
+    Severity,
+)
+from flowkit_prefect.validation.suites import SuiteSource, ValidationSuite, load_suite
+
+__all__ = [
+    "FAILED_COLUMN",
+    "CheckpointResult",
+    "CheckpointSummary",
+    "DataReadError",
+    "DriftPolicy",
+    "ExpectationRow",
+    "ExpectationRunError",
+    "Policy",
+    "SchemaDrift",
+    "SchemaDriftError",
+    "Severity",
+    "SuiteDraft",
+    "SuiteError",
+    "SuiteSource",
+    "ValidationFailedError",
+    "ValidationSuite",
+    "draft_suite",
+    "load_suite",
+    "read_dataset",
+    "run_checkpoint",
+    "validate_dataframe",
+    "validate_file",
+]

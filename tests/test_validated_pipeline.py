@@ -1,0 +1,85 @@
+"""The validated-pipeline template for real: the shipped demo data and suite, real GX, Prefect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from prefect.artifacts import Artifact
+
+from flowkit_prefect.exceptions import DataReadError, SchemaDriftError, ValidationFailedError
+from flowkit_prefect.flows.validated_pipeline import validated_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "deployments" / "sample-data" / "orders.csv"
+SUITE = REPO / "deployments" / "suites" / "orders.json"
+
+
+def test_demo_data_is_split_and_nothing_is_lost(harness: str, tmp_path: Path) -> None:
+    report = validated_pipeline(
+        input_path=str(DATA),
+        suite=str(SUITE),
+        output_dir=str(tmp_path / "out"),
+        schema_snapshot=str(tmp_path / "orders.schema.json"),
+    )
+    assert (report.input_rows, report.valid_rows, report.quarantined_rows) == (200, 195, 5)
+    assert (report.errors, report.warnings) == (3, 1)  # amount, currency, order_id; email warns
+    valid = pd.read_csv(report.valid_path)
+    quarantined = pd.read_csv(report.quarantined_path)
+    assert len(valid) + len(quarantined) == 200
+    assert not set(valid["customer_email"]) & set(quarantined["customer_email"])
+    reasons = dict(zip(quarantined["customer_email"], quarantined["_flowkit_failed"], strict=True))
+    assert "amount" in reasons["customer12@heronworks.example"]
+    assert "currency" in reasons["customer48@heronworks.example"]
+    assert "order_id" in reasons["customer89@heronworks.example"]
+    assert "not-an-email" in set(valid["customer_email"])  # a warning keeps the row
+    assert (tmp_path / "orders.schema.json").exists()
+    summary = Artifact.get("validated-pipeline-report")
+    assert summary is not None and "195" in str(summary.data)
+
+
+def test_fail_policy_stops_the_run_and_writes_nothing(harness: str, tmp_path: Path) -> None:
+    with pytest.raises(ValidationFailedError, match="amount"):
+        validated_pipeline(
+            input_path=str(DATA),
+            suite=str(SUITE),
+            output_dir=str(tmp_path / "out"),
+            policy="fail",
+            schema_snapshot=None,
+        )
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_input_says_what_to_fix_and_writes_nothing(harness: str, tmp_path: Path) -> None:
+    with pytest.raises(DataReadError):
+        validated_pipeline(
+            input_path=str(tmp_path / "missing.csv"),
+            suite=str(SUITE),
+            output_dir=str(tmp_path / "out"),
+            schema_snapshot=None,
+        )
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(DataReadError):
+        validated_pipeline(
+            input_path=str(empty),
+            suite=str(SUITE),
+            output_dir=str(tmp_path / "out"),
+            schema_snapshot=None,
+        )
+    assert not (tmp_path / "out").exists()
+
+
+def test_schema_drift_is_reported_and_can_stop_the_run(harness: str, tmp_path: Path) -> None:
+    snapshot = tmp_path / "orders.schema.json"
+    out = tmp_path / "out"
+    common = {"suite": str(SUITE), "output_dir": str(out), "schema_snapshot": str(snapshot)}
+    validated_pipeline(input_path=str(DATA), **common)  # records the snapshot
+    drifted = tmp_path / "orders.csv"
+    frame = pd.read_csv(DATA).drop(columns=["status"]).assign(channel="web")
+    frame.to_csv(drifted, index=False)
+    warned = validated_pipeline(input_path=str(drifted), **common)
+    assert warned.input_rows == 200
+    with pytest.raises(SchemaDriftError, match="status"):
+        validated_pipeline(input_path=str(drifted), drift_policy="fail", **common)
