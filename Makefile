@@ -73,6 +73,7 @@ bench: install ## run the benchmarks (outside the test suite)
 	$(PY) benchmarks/bench_llm_fanout.py
 	$(PY) benchmarks/bench_humaneval.py --model canonical
 	$(PY) benchmarks/bench_humaneval.py --model broken-first
+	$(PY) benchmarks/bench_validation.py
 
 lint: install ## ruff lint and format check
 	$(VENV)/bin/ruff check .
