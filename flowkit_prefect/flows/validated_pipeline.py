@@ -3,8 +3,6 @@ quarantined rows (with reasons), report."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
+from flowkit_prefect._atomic import atomic_path
 from flowkit_prefect.validation import CheckpointResult, validate_file
 
 
@@ -31,22 +30,15 @@ class PipelineReport(BaseModel):
     quarantined_path: str
 
 
-def _write_atomically(frame: pd.DataFrame, path: Path) -> None:
-    """Write next to ``path`` and rename, so a failed run never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    """Write in the format of ``path``'s suffix, atomically: a failed run leaves no half file."""
+    with atomic_path(path) as temporary:
         if path.suffix == ".parquet":
             frame.to_parquet(temporary, index=False)
         elif path.suffix == ".jsonl":
             frame.to_json(temporary, orient="records", lines=True)
         else:
             frame.to_csv(temporary, index=False)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 @task(name="write-outputs", cache_policy=NO_CACHE)
@@ -56,8 +48,8 @@ def write_outputs(
     """Valid rows in the input's format; quarantined rows (with ``_flowkit_failed``) as CSV."""
     valid_path = output_dir / f"{stem}.valid{suffix}"
     quarantined_path = output_dir / f"{stem}.quarantined.csv"
-    _write_atomically(result.valid, valid_path)
-    _write_atomically(result.quarantined, quarantined_path)
+    _write(result.valid, valid_path)
+    _write(result.quarantined, quarantined_path)
     return valid_path, quarantined_path
 
 

@@ -32,9 +32,7 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -59,6 +57,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field, field_validator
 
+from flowkit_prefect._atomic import write_json_atomically
 from flowkit_prefect.blocks.chat_models import ChatModelBlock
 from flowkit_prefect.exceptions import ConfigurationError, ModelOutputError, SuiteDraftError
 from flowkit_prefect.llm.config import LLMTaskConfig
@@ -487,21 +486,6 @@ def _is_draft_file(path: Path) -> bool:
     return isinstance(data, dict) and (data.get("meta") or {}).get("flowkit_status") == "draft"
 
 
-def _write_atomically(target: Path, data: dict[str, Any]) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=2, ensure_ascii=False)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def _md(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     return text.replace("|", "\\|").replace("\n", " ")
@@ -610,7 +594,7 @@ def draft_suite(
     )
     if target is not None:
         _draft_target(target, name)  # re-check just before writing
-        _write_atomically(target, draft.suite)
+        write_json_atomically(target, draft.suite)
         draft.path = str(target)
     create_markdown_artifact(
         markdown=_markdown(draft, len(frame)),

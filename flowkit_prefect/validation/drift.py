@@ -8,13 +8,12 @@ against it. Delete the file to accept a new schema. Writes are atomic (temporary
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
+from flowkit_prefect._atomic import write_json_atomically
 from flowkit_prefect.exceptions import ConfigurationError
 from flowkit_prefect.validation.results import SchemaDrift
 
@@ -61,16 +60,4 @@ def compare(snapshot: Mapping[str, str], current: Mapping[str, str]) -> SchemaDr
 
 def write_snapshot(path: str | Path, schema: Mapping[str, str]) -> None:
     """Write the snapshot atomically: readers see the old file or the new one, never a part."""
-    file = Path(path)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(dict(schema), stream, indent=2)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, file)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_json_atomically(path, dict(schema))
