@@ -44,7 +44,7 @@ run: install ## start Prefect, deploy the templates, ingest the sample corpus an
 	@$(FLOWKIT) blocks save blocks
 	@$(FLOWKIT) work-pool $(POOL)
 	@$(PREFECT) --no-prompt deploy --all >.flowkit/logs/deploy.log 2>&1 \
-		|| { cat .flowkit/logs/deploy.log; exit 1; }; echo "Deployed rag-ingest/default and rag-answer/default to pool $(POOL)"
+		|| { cat .flowkit/logs/deploy.log; exit 1; }; echo "Deployed the templates (rag-ingest, rag-answer, plan-and-execute, code-generation, validated-pipeline, validation-alert) to pool $(POOL)"
 	@$(FLOWKIT) worker $(POOL)
 	@echo "Running rag-ingest on deployments/sample-corpus ..."
 	@$(PREFECT) deployment run rag-ingest/default \
