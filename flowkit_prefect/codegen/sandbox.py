@@ -611,7 +611,6 @@ class CodeSandbox(Block, ABC):
                     f"least {minimum}."
                 )
 
-    @abstractmethod
     def run_tests(
         self,
         code: str,
@@ -626,6 +625,11 @@ class CodeSandbox(Block, ABC):
         problem statement promises, helpers for the tests). ``cancel``, when set from another
         thread, kills the run and raises ``SandboxError``.
         """
+        return self._run_job(self._make_job(code, tests, setup), cancel)
+
+    @abstractmethod
+    def _run_job(self, job: _Job, cancel: threading.Event | None) -> SandboxReport:
+        """Run a checked job in this kind of sandbox."""
 
     async def arun_tests(
         self, code: str, tests: Sequence[TestCase], *, setup: str = ""
@@ -868,16 +872,6 @@ class SubprocessSandbox(CodeSandbox):
         default=None, description="Where sandbox folders are created. Empty: the system temp."
     )
 
-    def run_tests(
-        self,
-        code: str,
-        tests: Sequence[TestCase],
-        *,
-        setup: str = "",
-        cancel: threading.Event | None = None,
-    ) -> SandboxReport:
-        return self._run_job(self._make_job(code, tests, setup), cancel)
-
     def _pick_ids(self) -> tuple[int, int, bool]:
         """(uid, gid, is_per_run) for the child when the worker is root."""
         if self.sandbox_uid is not None:
@@ -1056,16 +1050,6 @@ class DockerSandbox(CodeSandbox):
     )
     python: str = Field(default="python3", description="The interpreter inside the image.")
     cpus: float = Field(default=1.0, gt=0, description="CPU cores the container may use.")
-
-    def run_tests(
-        self,
-        code: str,
-        tests: Sequence[TestCase],
-        *,
-        setup: str = "",
-        cancel: threading.Event | None = None,
-    ) -> SandboxReport:
-        return self._run_job(self._make_job(code, tests, setup), cancel)
 
     def _docker(self) -> tuple[str, dict[str, str]]:
         docker = shutil.which("docker")
