@@ -258,6 +258,7 @@ class _Run:
         self.plan = ""
         self.code = ""
         self.report: SandboxReport | None = None
+        self.tested: list[TestCase] = []  # the tests ``report`` ran ``code`` against
         self.stop_reason: StopReason | None = None
         self.logger = get_run_logger()
 
@@ -370,17 +371,16 @@ class _Run:
         return assemble_solution(self.problem, extract_code(reply, self.problem.entry_point))
 
     def initial_code(self) -> None:
-        best: tuple[str, SandboxReport] | None = None
         for attempt in range(1, self.options.initial_attempts + 1):
             note = ""
-            if best is not None:
-                ok, passed = _score(best[1])
+            if self.report is not None:
+                ok, passed = _score(self.report)
                 note = (
                     f"\n\nAttempt {attempt} of {self.options.initial_attempts}. The previous "
                     + (
                         f"attempt passed {passed} of {len(self.public)} public tests."
                         if ok
-                        else f"attempt did not run: {best[1].detail}"
+                        else f"attempt did not run: {self.report.detail}"
                     )
                 )
             reply = self.ask(
@@ -389,13 +389,13 @@ class _Run:
             )
             code = self.candidate(reply)
             report = run_tests(self.sandbox, code, self.public)
-            if best is None or _score(report) > _score(best[1]):
-                best = (code, report)
+            if self.report is None or _score(report) > _score(self.report):
+                # kept at once, so a budget that runs out later still has the best attempt
+                self.code, self.report, self.tested = code, report, self.public
             ok, passed = _score(report)
             if ok and (passed > 0 or not self.public):
                 break
-        assert best is not None
-        self.code, self.report = best
+        assert self.report is not None
         ok, passed = _score(self.report)
         self.publish(
             "codegen-initial-code",
@@ -405,11 +405,17 @@ class _Run:
         )
         self.record("write-code", "done" if ok else "failed", f"{passed}/{len(self.public)}")
 
+    def report_for(self, tests: list[TestCase]) -> SandboxReport:
+        """The best code's report on ``tests``: the last one when it ran these tests, else a
+        new sandbox run (no code yet fails every test without one)."""
+        if self.report is None or self.tested != tests:
+            self.report, self.tested = run_tests(self.sandbox, self.code, tests), tests
+        return self.report
+
     def iterate(self, stage: str, tests: list[TestCase]) -> None:
         """Fix the best code against ``tests`` until they pass or the budget ends; a candidate
         that breaks a passing test (an anchor) or passes fewer tests is rejected."""
-        assert self.report is not None
-        report = run_tests(self.sandbox, self.code, tests)
+        report = self.report_for(tests)
         rejected_note = ""
         log: list[str] = []
         while any(not o.passed for o in report.outcomes) or report.verdict != "ok":
@@ -437,9 +443,8 @@ class _Run:
                 rejected_note = "\n(A previous fix was rejected: it passed fewer tests.)"
                 log.append(f"{self.iterations}. rejected: fewer tests pass")
             else:
-                self.code, report, rejected_note = code, trial, ""
+                self.code, self.report, report, rejected_note = code, trial, trial, ""
                 log.append(f"{self.iterations}. accepted: {_score(trial)[1]}/{len(tests)} pass")
-        self.report = report
         passed = _score(report)[1]
         self.publish(
             f"codegen-{stage}",
@@ -487,10 +492,7 @@ def generate_code(
     except _OutOfCalls:
         run.stop_reason = "model_call_budget"
         run.record("budget", "failed", f"{options.max_model_calls} model calls spent")
-    if run.report is None:  # the budget ran out before any code was written
-        run.code = ""
-        run.report = run_tests(sandbox, "", run.public)
-    final = run_tests(sandbox, run.code, run.public + run.generated)
+    final = run.report_for(run.public + run.generated)
     kinds = {t.name: "generated" for t in run.generated}
     tests = _rows(final, kinds)
     if run.stop_reason is None:
