@@ -36,8 +36,9 @@ class FakeChatModel(BaseChatModel):
     """A chat model that replies from a script: a list of replies, or a function of the messages.
 
     ``responses`` are returned in order (the last one repeats); ``respond`` wins when given and
-    receives the messages plus the call's keyword arguments (e.g. ``response_format``). Every call
-    is recorded in ``calls``. Token usage is reported as word counts, so cost accounting can be
+    receives the messages plus the call's keyword arguments (e.g. ``response_format``) and
+    ``metadata``, the LangChain run metadata of the call (``invoke_llm(..., metadata=...)``).
+    Every call is recorded in ``calls``, its metadata in ``call_metadata``. Token usage is reported as word counts, so cost accounting can be
     tested too.
     """
 
@@ -45,6 +46,7 @@ class FakeChatModel(BaseChatModel):
     respond: Callable[..., str | AIMessage] | None = None
     model_name: str = "fake-chat-model"
     calls: list[list[BaseMessage]] = Field(default_factory=list)
+    call_metadata: list[dict[str, Any]] = Field(default_factory=list)
 
     @property
     def _llm_type(self) -> str:
@@ -63,8 +65,10 @@ class FakeChatModel(BaseChatModel):
     ) -> ChatResult:
         index = len(self.calls)
         self.calls.append(list(messages))
+        metadata = dict(run_manager.metadata) if run_manager is not None else {}
+        self.call_metadata.append(metadata)
         if self.respond is not None:
-            scripted = self.respond(messages, **kwargs)
+            scripted = self.respond(messages, metadata=metadata, **kwargs)
         else:
             scripted = self.responses[min(index, len(self.responses) - 1)]
         reply = scripted if isinstance(scripted, AIMessage) else AIMessage(content=scripted)
@@ -157,7 +161,8 @@ class FlakyChatModel(FakeChatModel):
             import asyncio
 
             await asyncio.sleep(self.hang_seconds)
-        return self._generate(messages, stop, None, **kwargs)
+        sync_manager = run_manager.get_sync() if run_manager is not None else None
+        return self._generate(messages, stop, sync_manager, **kwargs)
 
 
 class ScriptedCoder(FakeChatModel):

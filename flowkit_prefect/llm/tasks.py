@@ -109,7 +109,11 @@ def _usage(message: Any) -> tuple[int, int]:
 
 
 async def _answer(
-    runnable: Any, messages: list[BaseMessage], timeout: float | None, label: str
+    runnable: Any,
+    messages: list[BaseMessage],
+    timeout: float | None,
+    label: str,
+    metadata: dict[str, Any] | None = None,
 ) -> Any:
     """One model call, in a slot of the fan-out's gate (if any), cancelled after ``timeout``.
 
@@ -119,7 +123,7 @@ async def _answer(
         deadline = asyncio.timeout(timeout)
         try:
             async with deadline:
-                return await runnable.ainvoke(messages)
+                return await runnable.ainvoke(messages, config={"metadata": metadata or {}})
         except TimeoutError as exc:
             if not deadline.expired():  # the model's own timeout error: keep it as it is
                 raise
@@ -136,6 +140,7 @@ async def _structured_call(
     repairs: int,
     label: str,
     timeout: float | None,
+    metadata: dict[str, Any] | None = None,
 ) -> LLMResult:
     try:
         runnable = model.with_structured_output(output_type, include_raw=True)
@@ -148,7 +153,7 @@ async def _structured_call(
     input_tokens = output_tokens = 0
     error: Exception | None = None
     for attempt in range(repairs + 1):
-        reply = await _answer(runnable, conversation, timeout, label)
+        reply = await _answer(runnable, conversation, timeout, label, metadata)
         raw, parsed, error = reply["raw"], reply["parsed"], reply["parsing_error"]
         used_in, used_out = _usage(raw)
         input_tokens, output_tokens = input_tokens + used_in, output_tokens + used_out
@@ -186,18 +191,22 @@ async def call_chat_model(
     label: str = "",
     tools: list[dict[str, Any]] | None = None,
     timeout_seconds: float | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> LLMResult:
     """One model call (plus structured-output repairs) as a task run.
 
     ``schema`` is the JSON schema of ``output_type`` and ``tools`` are OpenAI-format tool
     schemas: they, not the Python objects, are what the cache key sees. ``timeout_seconds``
-    bounds each model call (a structured-output repair is a call of its own).
+    bounds each model call (a structured-output repair is a call of its own). ``metadata``
+    goes to the model as LangChain run metadata (tracing, test doubles); it is not in the key.
     """
     label = label or type(model).__name__
     if output_type is not None:
-        return await _structured_call(model, messages, output_type, repairs, label, timeout_seconds)
+        return await _structured_call(
+            model, messages, output_type, repairs, label, timeout_seconds, metadata
+        )
     runnable: Any = model.bind_tools(tools) if tools else model
-    reply = await _answer(runnable, messages, timeout_seconds, label)
+    reply = await _answer(runnable, messages, timeout_seconds, label, metadata)
     used_in, used_out = _usage(reply)
     return LLMResult(
         text=reply.text,
@@ -249,11 +258,13 @@ async def ainvoke_llm(
     output_type: type[BaseModel] | None = None,
     config: LLMTaskConfig | None = None,
     tools: Sequence[Any] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> LLMResult:
     """Call a chat model (or the first of a fallback chain that works) as a Prefect task.
 
     ``tools`` (LangChain tools, functions or schemas) are bound with ``bind_tools``; the tool
-    calls the model asks for come back in ``LLMResult.tool_calls``.
+    calls the model asks for come back in ``LLMResult.tool_calls``. ``metadata`` (e.g.
+    ``{"flowkit_stage": "plan"}``) reaches the model as LangChain run metadata, for tracing.
     """
     settings = resolve_config(config)
     messages = _as_messages(prompt)
@@ -279,6 +290,7 @@ async def ainvoke_llm(
             target.label,
             tool_schemas,
             settings["timeout_seconds"],
+            metadata,
             return_state=True,
         )
         if state.is_completed():
@@ -317,8 +329,11 @@ def invoke_llm(
     output_type: type[BaseModel] | None = None,
     config: LLMTaskConfig | None = None,
     tools: Sequence[Any] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> LLMResult:
     """Synchronous ``ainvoke_llm``, for ordinary (sync) flows."""
     return run_coro_as_sync(
-        ainvoke_llm(model, prompt, output_type=output_type, config=config, tools=tools)
+        ainvoke_llm(
+            model, prompt, output_type=output_type, config=config, tools=tools, metadata=metadata
+        )
     )
