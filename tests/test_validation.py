@@ -343,8 +343,29 @@ def test_suite_sources(tmp_path: Path) -> None:
         load_suite(tmp_path / "missing.json")
     with pytest.raises(SuiteError, match='needs an "expectations" list'):
         load_suite({"name": "x"})
-    with pytest.raises(ValidationError, match="unknown expectation"):
-        ValidationSuite(suite={"expectations": [{"type": "expect_nothing", "kwargs": {}}]})
+
+
+def test_the_block_checks_structure_and_gx_checks_expectations_on_use(
+    orders: pd.DataFrame,
+) -> None:
+    with pytest.raises(ValidationError, match=r"unknown expectation 'not_null'.*'expect_'"):
+        ValidationSuite(suite={"expectations": [{"type": "not_null", "kwargs": {}}]})
+    with pytest.raises(ValidationError, match="meta severity 'fatal' is not one of"):
+        ValidationSuite(
+            suite={"expectations": [{"type": "expect_x", "meta": {"severity": "fatal"}}]}
+        )
+    with pytest.raises(ValidationError, match='needs an "expectations" list'):
+        ValidationSuite(suite={"name": "x"})
+    with pytest.raises(ValidationError, match=r"unknown key\(s\) \['column'\]"):
+        ValidationSuite(suite={"expectations": [{"type": "expect_x", "column": "id"}]})
+    # a well-formed name GX does not know: saved, and refused when a checkpoint uses it
+    unknown = ValidationSuite(suite={"expectations": [{"type": "expect_nothing", "kwargs": {}}]})
+    with pytest.raises(
+        SuiteError, match="Expectation #1 \\(expect_nothing\\): unknown expectation"
+    ):
+        load_suite(unknown)
+    with pytest.raises(SuiteError, match="unknown expectation 'expect_nothing'"):
+        check(orders, unknown)
 
 
 def test_bad_arguments_and_frames(orders: pd.DataFrame) -> None:
@@ -515,6 +536,16 @@ def test_validation_suite_block_round_trip(harness: str, orders: pd.DataFrame) -
     assert check(orders, f"flowkit-validation-suite/{name}").errors == 2
     with pytest.raises(SuiteError, match="flowkit-validation-suite/nope"):
         load_suite("flowkit-validation-suite/nope")
+    unknown = {"name": "u", "expectations": [{"type": "expect_nothing", "kwargs": {}}]}
+    ValidationSuite(suite=unknown).save(f"{name}-unknown", overwrite=True)
+    with pytest.raises(
+        SuiteError,
+        match=f"block 'flowkit-validation-suite/{name}-unknown'.*"
+        "unknown expectation 'expect_nothing'",
+    ):
+        check(orders, f"flowkit-validation-suite/{name}-unknown")
+    with pytest.raises(SuiteError, match=f"block 'flowkit-validation-suite/{name}-unknown'"):
+        load_suite(ValidationSuite.load(f"{name}-unknown"))
 
 
 def test_errors_are_flowkit_errors() -> None:

@@ -1,7 +1,9 @@
-"""Expectation suites: the ``ValidationSuite`` block, ``load_suite`` and the checks GX skips.
+"""Expectation suites: ``load_suite`` from a block, file, dict or suite, and the checks GX skips.
 
 GX drops an invalid expectation from a suite with a log line and reports a missing column as a
-failed expectation; here both are ``SuiteError``s that say what to change.
+failed expectation; here both are ``SuiteError``s that say what to change. The
+``ValidationSuite`` block checks only a suite's structure; its expectations are checked with GX
+here, when the suite is used.
 """
 
 from __future__ import annotations
@@ -23,22 +25,17 @@ from great_expectations.expectations.registry import (
     list_registered_expectation_implementations,
 )
 
-from flowkit_prefect.blocks.validation_suite import ValidationSuite
+from flowkit_prefect.blocks.validation_suite import (
+    EXPECTATIONS_URL,
+    ValidationSuite,
+    check_entry,
+    check_suite,
+    columns_of,
+    expectation_label,
+)
 from flowkit_prefect.exceptions import ConfigurationError, SuiteError
 from flowkit_prefect.validation.results import Severity
 
-_ENTRY_KEYS = {
-    "type",
-    "expectation_type",  # the GX 0.x spelling
-    "kwargs",
-    "meta",
-    "id",
-    "notes",
-    "description",
-    "severity",
-    "rendered_content",
-}
-_COLUMN_KEYS = ("column", "column_A", "column_B", "column_list")
 # Pydantic fields of every expectation that are not arguments a suite author sets in kwargs.
 _NOT_KWARGS = {
     "id",
@@ -69,7 +66,7 @@ def load_suite(source: SuiteSource) -> gx.ExpectationSuite:
     if isinstance(source, gx.ExpectationSuite):
         return build_suite(source.to_json_dict(), default_name=source.name)
     if isinstance(source, ValidationSuite):
-        return source.get_suite()
+        return _block_suite(source)
     if isinstance(source, Mapping):
         return build_suite(source)
     if isinstance(source, str | Path):
@@ -99,7 +96,19 @@ def _load_block(ref: str) -> gx.ExpectationSuite:
         raise SuiteError(str(exc)) from exc
     except ValueError as exc:  # a saved suite that no longer validates
         raise SuiteError(f"The saved block {ref!r} holds an invalid suite: {exc}") from exc
-    return block.get_suite()
+    return _block_suite(block, ref)
+
+
+def _block_suite(block: ValidationSuite, ref: str | None = None) -> gx.ExpectationSuite:
+    """The block's suite JSON checked with GX; errors name the block when it has a name."""
+    name = block._block_document_name
+    try:
+        return build_suite(block.suite, default_name=name or "suite")
+    except SuiteError as exc:
+        if ref is None and name is None:
+            raise
+        ref = ref or f"{block.get_block_type_slug()}/{name}"
+        raise SuiteError(f"The saved block {ref!r} holds an invalid suite: {exc}") from exc
 
 
 def _load_file(path: Path) -> gx.ExpectationSuite:
@@ -122,18 +131,9 @@ def _load_file(path: Path) -> gx.ExpectationSuite:
 
 
 def build_suite(data: Mapping[str, Any], default_name: str = "suite") -> gx.ExpectationSuite:
-    """Check suite JSON entry by entry and build the ``gx.ExpectationSuite``."""
-    if not isinstance(data, Mapping):
-        raise SuiteError(
-            f"An expectation suite must be a JSON object, not a {type(data).__name__}: "
-            '{"name": ..., "expectations": [...]}.'
-        )
-    entries = data.get("expectations")
-    if not isinstance(entries, list):
-        raise SuiteError(
-            'An expectation suite needs an "expectations" list: {"name": ..., "expectations": '
-            '[{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "id"}}]}.'
-        )
+    """Check suite JSON entry by entry and build the ``gx.ExpectationSuite``: the structure as
+    the ``ValidationSuite`` block checks it, then each expectation with GX."""
+    entries = check_suite(data)
     name = data.get("name") or data.get("expectation_suite_name") or default_name
     expectations = [_build_expectation(entry, number) for number, entry in enumerate(entries, 1)]
     try:
@@ -147,36 +147,14 @@ def build_suite(data: Mapping[str, Any], default_name: str = "suite") -> gx.Expe
 
 
 def _build_expectation(entry: Any, number: int) -> Expectation:
-    where = f"Expectation #{number}"
-    if not isinstance(entry, Mapping):
-        raise SuiteError(f"{where} must be an object with 'type' and 'kwargs', not {entry!r}.")
-    unknown = sorted(set(entry) - _ENTRY_KEYS)
-    if unknown:
-        raise SuiteError(
-            f"{where} has unknown key(s) {unknown}. Put an expectation's arguments under "
-            "'kwargs', and its severity under 'meta': "
-            '{"type": ..., "kwargs": {"column": ...}, "meta": {"severity": "warning"}}.'
-        )
-    type_ = entry.get("type") or entry.get("expectation_type")
-    if not isinstance(type_, str) or not type_:
-        raise SuiteError(f"{where} has no 'type', e.g. \"expect_column_values_to_not_be_null\".")
-    kwargs = entry.get("kwargs") or {}
-    meta = entry.get("meta") or {}
-    if not isinstance(kwargs, Mapping) or not isinstance(meta, Mapping):
-        raise SuiteError(f"{where} ({type_}): 'kwargs' and 'meta' must be objects.")
-    where = f"{where} ({_label(type_, kwargs)})"
-    if "severity" in meta and meta["severity"] not in ("error", "warning"):
-        raise SuiteError(
-            f"{where}: meta severity {meta['severity']!r} is not one of 'error', 'warning'."
-        )
+    type_, kwargs, meta, where = check_entry(entry, number)
     try:
         impl = get_expectation_impl(type_)
     except Exception as exc:
         close = difflib.get_close_matches(type_, list_registered_expectation_implementations(), 3)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
         raise SuiteError(
-            f"{where}: unknown expectation {type_!r}{hint} See "
-            "https://greatexpectations.io/expectations for the list."
+            f"{where}: unknown expectation {type_!r}{hint} See {EXPECTATIONS_URL} for the list."
         ) from exc
     config = {"type": type_, "kwargs": dict(kwargs), "meta": dict(meta)}
     for key in ("notes", "description", "severity"):  # ids belong to a stored suite; not ours
@@ -207,26 +185,9 @@ def _explain_kwargs_error(exc: Exception, impl: type[Expectation]) -> str:
     return f"{'; '.join(problems.values())}. Valid kwargs: {', '.join(valid)}."
 
 
-def _label(type_: str, kwargs: Mapping[str, Any]) -> str:
-    columns = columns_of(kwargs)
-    return f"{type_}({', '.join(columns)})" if columns else type_
-
-
 def label_of(expectation: Expectation) -> str:
     """``type(column)``, e.g. ``expect_column_values_to_be_between(amount)``."""
-    return _label(expectation.expectation_type, expectation.configuration.kwargs)
-
-
-def columns_of(kwargs: Mapping[str, Any]) -> list[str]:
-    """The columns an expectation's domain names (``column``, ``column_A/B``, ``column_list``)."""
-    columns: list[str] = []
-    for key in _COLUMN_KEYS:
-        value = kwargs.get(key)
-        if isinstance(value, str):
-            columns.append(value)
-        elif isinstance(value, list | tuple):
-            columns.extend(str(item) for item in value)
-    return columns
+    return expectation_label(expectation.expectation_type, expectation.configuration.kwargs)
 
 
 def severity_of(expectation: Expectation) -> Severity:
