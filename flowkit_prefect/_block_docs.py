@@ -23,8 +23,7 @@ import yaml
 from prefect.blocks.core import Block
 from prefect.utilities.dispatch import lookup_type
 
-import flowkit_prefect.blocks
-import flowkit_prefect.codegen  # noqa: F401  (the sandbox blocks)
+import flowkit_prefect.blocks  # noqa: F401  (registers every block type, sandboxes too)
 from flowkit_prefect.exceptions import ConfigurationError
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

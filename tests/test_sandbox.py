@@ -30,8 +30,12 @@ from flowkit_prefect.codegen import (
     SandboxReport,
     SubprocessSandbox,
     TestCase,
+    arun_in_sandbox,
+    register_backend,
+    run_in_sandbox,
 )
-from flowkit_prefect.codegen import sandbox as sandbox_module
+from flowkit_prefect.codegen.sandbox import SandboxJob, backend_for, make_job, run_job
+from flowkit_prefect.codegen.sandbox import _subprocess as subprocess_backend
 from flowkit_prefect.exceptions import ConfigurationError, SandboxError
 
 IS_ROOT = os.geteuid() == 0
@@ -93,16 +97,16 @@ def spawned(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
             pids.append(self.pid)
 
     uids: list[int] = []
-    real_pick = SubprocessSandbox._pick_ids
+    real_pick = subprocess_backend.pick_ids
 
-    def recording_pick(self: SubprocessSandbox) -> tuple[int, int, bool]:
-        picked = real_pick(self)
+    def recording_pick(sandbox: SubprocessSandbox) -> tuple[int, int, bool]:
+        picked = real_pick(sandbox)
         if picked[2]:  # a per-run uid: nothing else on the machine runs as it
             uids.append(picked[0])
         return picked
 
-    monkeypatch.setattr(sandbox_module.subprocess, "Popen", RecordingPopen)
-    monkeypatch.setattr(SubprocessSandbox, "_pick_ids", recording_pick)
+    monkeypatch.setattr(subprocess, "Popen", RecordingPopen)
+    monkeypatch.setattr(subprocess_backend, "pick_ids", recording_pick)
     yield pids
     leftovers = []
     for entry in os.listdir("/proc"):
@@ -127,9 +131,9 @@ def _whole(report: SandboxReport) -> str:
 
 
 def test_correct_solution_passes_quickly(sandbox: SubprocessSandbox, spawned: list[int]) -> None:
-    sandbox.run_tests(ADD, ADD_TESTS)  # warm up (the interpreter probe is cached per process)
+    run_in_sandbox(sandbox, ADD, ADD_TESTS)  # warm up (the interpreter probe is cached per process)
     started = time.perf_counter()
-    report = sandbox.run_tests(ADD, ADD_TESTS)
+    report = run_in_sandbox(sandbox, ADD, ADD_TESTS)
     elapsed = time.perf_counter() - started
     print(f"trivial run: {elapsed:.3f} s (harness wall {report.wall_seconds:.3f} s)")
     assert report.verdict == "ok", report.detail
@@ -140,7 +144,7 @@ def test_correct_solution_passes_quickly(sandbox: SubprocessSandbox, spawned: li
 
 
 def test_wrong_solution_fails_with_both_sides(sandbox: SubprocessSandbox) -> None:
-    report = sandbox.run_tests("def add(a, b):\n    return a + b + 1\n", ADD_TESTS[:2])
+    report = run_in_sandbox(sandbox, "def add(a, b):\n    return a + b + 1\n", ADD_TESTS[:2])
     assert report.verdict == "ok"
     assert not report.all_passed and report.failed == 2
     assert report.outcomes[0].error is not None
@@ -151,12 +155,12 @@ def test_wrong_solution_fails_with_both_sides(sandbox: SubprocessSandbox) -> Non
 def test_assert_without_comparison_shows_the_line(sandbox: SubprocessSandbox) -> None:
     code = "def is_even(n):\n    return n % 2 == 1\n"
     tests = [TestCase(name="even", code="x = 4\nassert is_even(x)")]
-    report = sandbox.run_tests(code, tests)
+    report = run_in_sandbox(sandbox, code, tests)
     assert report.outcomes[0].error == "AssertionError (test line 2: `assert is_even(x)`)"
 
 
 def test_syntax_error_names_the_line(sandbox: SubprocessSandbox) -> None:
-    report = sandbox.run_tests("def add(a, b):\n    return a +\n", ADD_TESTS)
+    report = run_in_sandbox(sandbox, "def add(a, b):\n    return a +\n", ADD_TESTS)
     assert report.verdict == "syntax_error"
     assert "line 2" in report.detail and "SyntaxError" in report.detail
     assert len(report.outcomes) == len(ADD_TESTS)
@@ -170,7 +174,7 @@ def test_exception_in_a_test_reports_type_message_and_place(sandbox: SubprocessS
         TestCase(name="zero", code="div(1, 0)"),
         TestCase(name="custom", code="raise ValueError('bad input 42')"),
     ]
-    report = sandbox.run_tests(code, tests)
+    report = run_in_sandbox(sandbox, code, tests)
     assert report.verdict == "ok"
     assert [o.passed for o in report.outcomes] == [True, False, False]
     assert report.outcomes[1].error == (
@@ -181,15 +185,15 @@ def test_exception_in_a_test_reports_type_message_and_place(sandbox: SubprocessS
 
 
 def test_load_error_and_setup(sandbox: SubprocessSandbox) -> None:
-    report = sandbox.run_tests("import numpy\n", ADD_TESTS[:1])
+    report = run_in_sandbox(sandbox, "import numpy\n", ADD_TESTS[:1])
     assert report.verdict == "load_error"
     assert "ModuleNotFoundError" in report.detail and "numpy" in report.detail
     assert report.outcomes[0].error == "not run: the code raised while loading"
     # setup runs first, in the same namespace: a prelude the code may rely on
     setup = "from typing import List\nSCALE = 10\n"
     code = "def scale(xs: List[int]) -> List[int]:\n    return [x * SCALE for x in xs]\n"
-    report = sandbox.run_tests(
-        code, [TestCase(name="s", code="assert scale([1]) == [10]")], setup=setup
+    report = run_in_sandbox(
+        sandbox, code, [TestCase(name="s", code="assert scale([1]) == [10]")], setup=setup
     )
     assert report.all_passed, report.outcomes
 
@@ -200,17 +204,17 @@ def test_main_guard_does_not_run_and_tests_are_isolated(sandbox: SubprocessSandb
         TestCase(name="sets", code="leak = 1\nassert VALUE == 1"),
         TestCase(name="sees-no-leak", code="assert 'leak' not in globals()"),
     ]
-    report = sandbox.run_tests(code, tests)
+    report = run_in_sandbox(sandbox, code, tests)
     assert report.all_passed, report.outcomes
 
 
 def test_invalid_arguments_raise_configuration_error(sandbox: SubprocessSandbox) -> None:
     with pytest.raises(ConfigurationError, match="code is empty"):
-        sandbox.run_tests("   ", ADD_TESTS)
+        run_in_sandbox(sandbox, "   ", ADD_TESTS)
     with pytest.raises(ConfigurationError, match=r"unique.*small"):
-        sandbox.run_tests(ADD, [ADD_TESTS[0], ADD_TESTS[0]])
+        run_in_sandbox(sandbox, ADD, [ADD_TESTS[0], ADD_TESTS[0]])
     with pytest.raises(ConfigurationError, match="does not compile"):
-        sandbox.run_tests(ADD, [TestCase(name="bad", code="assert (")])
+        run_in_sandbox(sandbox, ADD, [TestCase(name="bad", code="assert (")])
     with pytest.raises(ConfigurationError, match="wall_seconds"):
         SubprocessSandbox(wall_seconds=0)
     with pytest.raises(ConfigurationError, match="memory_mb"):
@@ -218,12 +222,61 @@ def test_invalid_arguments_raise_configuration_error(sandbox: SubprocessSandbox)
     assert issubclass(SubprocessSandbox, CodeSandbox)
 
 
-def test_arun_tests_and_cancellation(sandbox: SubprocessSandbox, spawned: list[int]) -> None:
+class _NoBackendSandbox(CodeSandbox):
+    """A sandbox block nobody registered a backend for."""
+
+    _block_type_slug = "flowkit-test-no-backend-sandbox"
+
+
+class _EchoSandbox(CodeSandbox):
+    """A sandbox block whose backend only reports the tests it got."""
+
+    _block_type_slug = "flowkit-test-echo-sandbox"
+
+
+class _LocalSubclass(SubprocessSandbox):
+    _block_type_slug = "flowkit-test-subprocess-subclass"
+
+
+def test_run_in_sandbox_dispatches_by_block_class() -> None:
+    def echo(sandbox: _EchoSandbox, job: SandboxJob, cancel: object) -> SandboxReport:
+        return SandboxReport(verdict="ok", detail=f"{len(job.tests)} tests", outcomes=[])
+
+    register_backend(_EchoSandbox, echo)
+    assert run_in_sandbox(_EchoSandbox(), ADD, ADD_TESTS).detail == "3 tests"
+    assert backend_for(_LocalSubclass()) is backend_for(SubprocessSandbox())  # along the MRO
+    assert backend_for(DockerSandbox()) is not backend_for(SubprocessSandbox())
+    with pytest.raises(ConfigurationError, match=r"No sandbox backend.*_NoBackendSandbox"):
+        run_in_sandbox(_NoBackendSandbox(), ADD, ADD_TESTS)
+    with pytest.raises(ConfigurationError, match="CodeSandbox block"):
+        run_in_sandbox(object(), ADD, ADD_TESTS)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="CodeSandbox subclass"):
+        register_backend(str, echo)  # type: ignore[arg-type]
+
+
+def test_sandbox_blocks_are_configuration_only() -> None:
+    """The blocks layer never imports the code that runs them (the layers flow one way)."""
+    import ast
+
+    import flowkit_prefect.blocks.sandboxes as blocks_module
+
+    tree = ast.parse(Path(blocks_module.__file__).read_text())
+    imported = [
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    ]
+    assert not [name for name in imported if name and name.startswith("flowkit_prefect.codegen")]
+    assert not [name for name in dir(SubprocessSandbox) if "run" in name.lower()]
+
+
+def test_arun_in_sandbox_and_cancellation(sandbox: SubprocessSandbox, spawned: list[int]) -> None:
     async def scenario() -> tuple[SandboxReport, float]:
-        report = await sandbox.arun_tests(ADD, ADD_TESTS)
+        report = await arun_in_sandbox(sandbox, ADD, ADD_TESTS)
         started = time.monotonic()
         with anyio.move_on_after(0.5):
-            await sandbox.arun_tests("while True:\n    pass\n", ADD_TESTS)
+            await arun_in_sandbox(sandbox, "while True:\n    pass\n", ADD_TESTS)
         cancelled_after = time.monotonic() - started
         await anyio.sleep(0.3)  # the worker thread sees the cancel flag and kills the group
         return report, cancelled_after
@@ -232,7 +285,7 @@ def test_arun_tests_and_cancellation(sandbox: SubprocessSandbox, spawned: list[i
     assert report.all_passed
     assert cancelled_after < 1.0
     with pytest.raises(ConfigurationError):  # raised in the caller's task, before any thread
-        asyncio.run(sandbox.arun_tests("", ADD_TESTS))
+        asyncio.run(arun_in_sandbox(sandbox, "", ADD_TESTS))
 
 
 # -- hostile ---------------------------------------------------------------------------------
@@ -240,7 +293,7 @@ def test_arun_tests_and_cancellation(sandbox: SubprocessSandbox, spawned: list[i
 
 def test_infinite_loop_in_module_times_out(sandbox: SubprocessSandbox, spawned: list[int]) -> None:
     started = time.monotonic()
-    report = sandbox.run_tests("while True:\n    pass\n", ADD_TESTS)
+    report = run_in_sandbox(sandbox, "while True:\n    pass\n", ADD_TESTS)
     elapsed = time.monotonic() - started
     print(f"module infinite loop: {elapsed:.2f} s, {report.detail}")
     assert report.verdict == "timeout"
@@ -256,7 +309,7 @@ def test_infinite_loop_in_one_test_fails_only_that_test(
     code = ADD + "def spin():\n    while True:\n        pass\n"
     tests = [ADD_TESTS[0], TestCase(name="spin", code="spin()"), ADD_TESTS[1]]
     started = time.monotonic()
-    report = sandbox.run_tests(code, tests)
+    report = run_in_sandbox(sandbox, code, tests)
     print(f"one spinning test: {time.monotonic() - started:.2f} s")
     assert report.verdict == "ok"
     assert [o.passed for o in report.outcomes] == [True, False, True]
@@ -268,7 +321,7 @@ def test_test_that_ignores_the_alarm_is_killed(
 ) -> None:
     spin = "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True: pass"
     tests = [ADD_TESTS[0], TestCase(name="spin", code=spin), ADD_TESTS[1]]
-    report = sandbox.run_tests(ADD, tests)
+    report = run_in_sandbox(sandbox, ADD, tests)
     assert report.verdict == "timeout"
     assert "spin" in report.detail and "could not be interrupted" in report.detail
     assert report.outcomes[0].passed
@@ -282,7 +335,7 @@ def test_test_that_ignores_the_alarm_is_killed(
 def test_cpu_limit(spawned: list[int]) -> None:
     sandbox = SubprocessSandbox(wall_seconds=6, cpu_seconds=1, test_timeout_seconds=5)
     started = time.monotonic()
-    report = sandbox.run_tests("x = 0\nwhile True:\n    x += 1\n", ADD_TESTS[:1])
+    report = run_in_sandbox(sandbox, "x = 0\nwhile True:\n    x += 1\n", ADD_TESTS[:1])
     print(f"cpu limit: {time.monotonic() - started:.2f} s")
     assert report.verdict == "timeout"
     assert "CPU-time" in report.detail
@@ -299,13 +352,13 @@ def test_cpu_limit(spawned: list[int]) -> None:
 )
 def test_memory_bomb(sandbox: SubprocessSandbox, spawned: list[int], code: str) -> None:
     started = time.monotonic()
-    report = sandbox.run_tests(code, ADD_TESTS[:1])
+    report = run_in_sandbox(sandbox, code, ADD_TESTS[:1])
     print(f"memory bomb: {time.monotonic() - started:.2f} s")
     assert report.verdict == "memory_limit", report.detail
     assert "MemoryError" in report.detail and "256 MB" in report.detail
     # inside a test: that test fails, the next still runs
     tests = [TestCase(name="bomb", code=code), ADD_TESTS[0]]
-    report = sandbox.run_tests(ADD, tests)
+    report = run_in_sandbox(sandbox, ADD, tests)
     assert report.verdict == "memory_limit"
     assert report.outcomes[0].error is not None
     assert report.outcomes[0].error.startswith("MemoryError")
@@ -313,7 +366,7 @@ def test_memory_bomb(sandbox: SubprocessSandbox, spawned: list[int], code: str) 
 
 
 def test_fork_bomb_is_forbidden(sandbox: SubprocessSandbox, spawned: list[int]) -> None:
-    report = sandbox.run_tests("import os\nwhile True:\n    os.fork()\n", ADD_TESTS[:1])
+    report = run_in_sandbox(sandbox, "import os\nwhile True:\n    os.fork()\n", ADD_TESTS[:1])
     assert report.verdict == "forbidden"
     assert "os.fork" in report.detail
     for code in (
@@ -327,7 +380,7 @@ def test_fork_bomb_is_forbidden(sandbox: SubprocessSandbox, spawned: list[int]) 
         "import os, resource\nresource.prlimit(os.getppid(), resource.RLIMIT_NOFILE, (3, 3))\n",
         "import sys\ndel sys.modules['posix']\nimport posix\n",
     ):
-        assert sandbox.run_tests(code, ADD_TESTS[:1]).verdict == "forbidden", code
+        assert run_in_sandbox(sandbox, code, ADD_TESTS[:1]).verdict == "forbidden", code
 
 
 def test_fork_bomb_without_the_audit_hook_is_contained(
@@ -337,10 +390,10 @@ def test_fork_bomb_without_the_audit_hook_is_contained(
     code = (
         "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
     )
-    job = sandbox._make_job(code, ADD_TESTS[:1], "")
+    job = make_job(sandbox, code, ADD_TESTS[:1], "")
     job.audit_hook = False
     started = time.monotonic()
-    report = sandbox._run_job(job, None)
+    report = run_job(sandbox, job)
     print(f"fork bomb without hook: {time.monotonic() - started:.2f} s, {report.detail}")
     assert report.verdict in ("timeout", "process_limit"), report.detail
     assert time.monotonic() - started < sandbox.wall_seconds + 2
@@ -352,7 +405,7 @@ def test_thread_bomb_hits_the_process_limit(sandbox: SubprocessSandbox, spawned:
         "while True:\n"
         "    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
     )
-    report = sandbox.run_tests(code, ADD_TESTS[:1])
+    report = run_in_sandbox(sandbox, code, ADD_TESTS[:1])
     assert report.verdict == "process_limit", report.detail
     assert "16" in report.detail
 
@@ -379,15 +432,15 @@ def test_worker_environment_does_not_leak(
         TestCase(name="env", code="assert 'FLOWKIT_TEST_SECRET' in steal()"),
         TestCase(name="raise", code="raise RuntimeError(steal())"),
     ]
-    report = sandbox.run_tests(code, tests)
+    report = run_in_sandbox(sandbox, code, tests)
     assert secret not in _whole(report)
     assert "FLOWKIT_TEST_SECRET" not in report.stdout
     assert report.verdict == "forbidden"
     assert "/environ" in report.detail
     if IS_ROOT:  # without the hook, the uid switch alone keeps root's /proc/<pid>/environ shut
-        job = sandbox._make_job(code, tests, "")
+        job = make_job(sandbox, code, tests, "")
         job.audit_hook = False
-        report = sandbox._run_job(job, None)
+        report = run_job(sandbox, job)
         assert secret not in _whole(report)
         assert "Permission" in report.stdout
 
@@ -408,7 +461,7 @@ def test_writing_outside_the_folder(sandbox: SubprocessSandbox, spawned: list[in
         TestCase(name="remove", code="import os\nos.remove('/etc/hostname')"),
     ]
     try:
-        report = sandbox.run_tests(code, tests)
+        report = run_in_sandbox(sandbox, code, tests)
         assert not target.exists()
         assert report.verdict == "forbidden"
         assert [o.passed for o in report.outcomes] == [False, False, True, False]
@@ -458,14 +511,14 @@ def test_network_is_blocked(
         f"    with socket.create_connection(('127.0.0.1', {port}), timeout=1) as conn:\n"
         "        conn.sendall(b'hello')\n"
     )
-    report = sandbox.run_tests(code, [TestCase(name="connect", code="call()")])
+    report = run_in_sandbox(sandbox, code, [TestCase(name="connect", code="call()")])
     assert report.verdict == "forbidden"
     assert "network access" in report.detail
     assert "not allowed" in (report.outcomes[0].error or "")
     # the network namespace alone (no audit hook) stops it too
-    job = sandbox._make_job(code, [TestCase(name="connect", code="call()")], "")
+    job = make_job(sandbox, code, [TestCase(name="connect", code="call()")], "")
     job.audit_hook = False
-    report = sandbox._run_job(job, None)
+    report = run_job(sandbox, job)
     if any("no network namespace" in note for note in report.isolation):
         pytest.skip("this kernel refused a network namespace; only the audit hook blocks sockets")
     assert not report.outcomes[0].passed
@@ -478,7 +531,7 @@ def test_network_is_blocked(
 
 def test_huge_output_is_capped(sandbox: SubprocessSandbox, spawned: list[int]) -> None:
     started = time.monotonic()
-    report = sandbox.run_tests("while True:\n    print('x' * 10**6)\n", ADD_TESTS[:1])
+    report = run_in_sandbox(sandbox, "while True:\n    print('x' * 10**6)\n", ADD_TESTS[:1])
     print(f"huge output: {time.monotonic() - started:.2f} s")
     assert report.verdict == "output_limit"
     assert len(report.stdout) <= sandbox.output_bytes + 100
@@ -494,17 +547,17 @@ def test_filling_the_disk_is_stopped(sandbox: SubprocessSandbox, spawned: list[i
         "        handle.write(b'x' * 2**20)\n"
         "    i += 1\n"
     )
-    report = sandbox.run_tests(code, ADD_TESTS[:1])
+    report = run_in_sandbox(sandbox, code, ADD_TESTS[:1])
     assert report.verdict == "output_limit", report.detail
     assert "8 MB" in report.detail
-    report = sandbox.run_tests("open('big', 'wb').write(b'x' * (5 * 2**20))\n", ADD_TESTS[:1])
+    report = run_in_sandbox(sandbox, "open('big', 'wb').write(b'x' * (5 * 2**20))\n", ADD_TESTS[:1])
     assert report.verdict == "output_limit", report.detail
     assert "file-size" in report.detail
 
 
 def test_os_exit_is_a_crash(sandbox: SubprocessSandbox, spawned: list[int]) -> None:
     tests = [ADD_TESTS[0], TestCase(name="exit", code="import os\nos._exit(0)"), ADD_TESTS[1]]
-    report = sandbox.run_tests(ADD, tests)
+    report = run_in_sandbox(sandbox, ADD, tests)
     assert report.verdict == "crashed"
     assert "exit" in report.detail
     assert [o.passed for o in report.outcomes] == [True, False, False]
@@ -531,7 +584,7 @@ def test_forged_results_cannot_break_the_worker(
         "    os.write(channel.fd, (json.dumps(message) + '\\n').encode())\n"
         "os.write(channel.fd, b'not json\\n' * 100)\n"
     )
-    report = sandbox.run_tests(code, ADD_TESTS[:2])
+    report = run_in_sandbox(sandbox, code, ADD_TESTS[:2])
     assert isinstance(report, SandboxReport)
     assert report.verdict == "load_error"  # the forged, invalid verdict is not trusted
     assert len(report.outcomes) == 2
@@ -540,15 +593,16 @@ def test_forged_results_cannot_break_the_worker(
 
 def test_missing_interpreter_is_a_sandbox_error(spawned: list[int]) -> None:
     with pytest.raises(SandboxError):
-        SubprocessSandbox(python="/nonexistent/python3").run_tests(ADD, ADD_TESTS)
+        run_in_sandbox(SubprocessSandbox(python="/nonexistent/python3"), ADD, ADD_TESTS)
 
 
 NON_ROOT_SCRIPT = """
 import json, os, sys
-from flowkit_prefect.codegen import SubprocessSandbox, TestCase
-from flowkit_prefect.codegen import sandbox as sandbox_module
+from flowkit_prefect.codegen import SubprocessSandbox, TestCase, run_in_sandbox
+from flowkit_prefect.codegen.sandbox import make_job, run_job
+from flowkit_prefect.codegen.sandbox._jobs import harness_source
 
-sandbox_module._harness_source()  # read while the venv is still readable
+harness_source()  # read while the venv is still readable
 os.setgroups([])
 os.setgid(54321)
 os.setuid(54321)
@@ -572,11 +626,11 @@ codes = {
 }
 found = {}
 for name, code in codes.items():
-    report = sandbox.run_tests(code, tests)
+    report = run_in_sandbox(sandbox, code, tests)
     found[name] = report.model_dump(mode="json")
-job = sandbox._make_job(codes["network"], tests, "")
+job = make_job(sandbox, codes["network"], tests, "")
 job.audit_hook = False
-found["network-no-hook"] = sandbox._run_job(job, None).model_dump(mode="json")
+found["network-no-hook"] = run_job(sandbox, job).model_dump(mode="json")
 print(json.dumps(found))
 """
 
@@ -664,15 +718,17 @@ def _docker_names() -> list[str]:
 @needs_docker
 def test_docker_runs_tests(docker_sandbox: DockerSandbox) -> None:
     started = time.perf_counter()
-    report = docker_sandbox.run_tests(ADD, ADD_TESTS)
+    report = run_in_sandbox(docker_sandbox, ADD, ADD_TESTS)
     print(f"docker trivial run: {time.perf_counter() - started:.2f} s")
     assert report.verdict == "ok", report.detail
     assert report.all_passed
     assert any("docker container" in note for note in report.isolation)
-    report = docker_sandbox.run_tests("def add(a, b):\n    return a - b\n", ADD_TESTS[:1])
+    report = run_in_sandbox(docker_sandbox, "def add(a, b):\n    return a - b\n", ADD_TESTS[:1])
     assert "returned -1" in (report.outcomes[0].error or "")
     code = "import sys\nprint('out')\nprint('err', file=sys.stderr)\nopen('x', 'w').write('x')\n"
-    report = docker_sandbox.run_tests(code, [TestCase(name="file", code="assert open('x').read()")])
+    report = run_in_sandbox(
+        docker_sandbox, code, [TestCase(name="file", code="assert open('x').read()")]
+    )
     assert report.all_passed and report.stdout == "out\nerr\n"  # stderr is merged in Docker
     assert _docker_names() == []
 
@@ -686,34 +742,34 @@ def test_docker_contains_hostile_code(
 ) -> None:
     port, accepted = loopback_server
     started = time.monotonic()
-    report = docker_sandbox.run_tests("while True:\n    pass\n", ADD_TESTS[:1])
+    report = run_in_sandbox(docker_sandbox, "while True:\n    pass\n", ADD_TESTS[:1])
     print(f"docker infinite loop: {time.monotonic() - started:.2f} s, {report.detail}")
     assert report.verdict == "timeout"
     started = time.monotonic()
-    report = docker_sandbox.run_tests("import time\ntime.sleep(60)\n", ADD_TESTS[:1])
+    report = run_in_sandbox(docker_sandbox, "import time\ntime.sleep(60)\n", ADD_TESTS[:1])
     print(f"docker sleep: {time.monotonic() - started:.2f} s, {report.detail}")
     assert report.verdict == "timeout" and "wall-time" in report.detail
     assert _docker_names() == []  # killed and removed by name
     code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
-    job = docker_sandbox._make_job(code, ADD_TESTS[:1], "")
+    job = make_job(docker_sandbox, code, ADD_TESTS[:1], "")
     job.audit_hook = False  # --network none alone
-    report = docker_sandbox._run_job(job, None)
+    report = run_job(docker_sandbox, job)
     assert report.verdict == "load_error"  # the container's own loopback: refused
     assert "ConnectionRefusedError" in report.detail or "OSError" in report.detail
     assert accepted == []
-    report = docker_sandbox.run_tests("while True:\n    print('x' * 10**5)\n", ADD_TESTS[:1])
+    report = run_in_sandbox(docker_sandbox, "while True:\n    print('x' * 10**5)\n", ADD_TESTS[:1])
     assert report.verdict == "output_limit"
     assert len(report.stdout) <= docker_sandbox.output_bytes + 100
-    report = docker_sandbox.run_tests("x = bytearray(10**10)\n", ADD_TESTS[:1])
+    report = run_in_sandbox(docker_sandbox, "x = bytearray(10**10)\n", ADD_TESTS[:1])
     assert report.verdict == "memory_limit"
-    report = docker_sandbox.run_tests("import os\nos.fork()\n", ADD_TESTS[:1])
+    report = run_in_sandbox(docker_sandbox, "import os\nos.fork()\n", ADD_TESTS[:1])
     assert report.verdict == "forbidden"
     fill = "i = 0\nwhile True:\n    open(f'f{i}', 'wb').write(b'x' * 2**20)\n    i += 1\n"
-    report = docker_sandbox.run_tests(fill, ADD_TESTS[:1])
+    report = run_in_sandbox(docker_sandbox, fill, ADD_TESTS[:1])
     assert report.verdict == "output_limit" and "8 MB" in report.detail
     secret = f"s3cr3t-{uuid.uuid4().hex}"
     monkeypatch.setenv("FLOWKIT_TEST_SECRET", secret)
-    report = docker_sandbox.run_tests("import os\nprint(dict(os.environ))\n", ADD_TESTS[:1])
+    report = run_in_sandbox(docker_sandbox, "import os\nprint(dict(os.environ))\n", ADD_TESTS[:1])
     assert secret not in _whole(report)
     assert _docker_names() == []
 
@@ -721,4 +777,4 @@ def test_docker_contains_hostile_code(
 def test_docker_without_engine_is_a_sandbox_error() -> None:
     sandbox = DockerSandbox(docker_host="unix:///nonexistent/docker.sock")
     with pytest.raises(SandboxError, match=r"[Dd]ocker"):
-        sandbox.run_tests(ADD, ADD_TESTS)
+        run_in_sandbox(sandbox, ADD, ADD_TESTS)

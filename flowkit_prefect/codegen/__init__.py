@@ -10,12 +10,8 @@ from flowkit_prefect.codegen.engine import (
     run_tests,
     validate_proposed_tests,
 )
-from flowkit_prefect.codegen.problem import (
-    CodeProblem,
-    assemble_solution,
-    extract_code,
-    load_humaneval,
-)
+from flowkit_prefect.codegen.humaneval import load_humaneval
+from flowkit_prefect.codegen.problem import CodeProblem, assemble_solution, extract_code
 from flowkit_prefect.codegen.sandbox import (
     CodeSandbox,
     DockerSandbox,
@@ -24,6 +20,9 @@ from flowkit_prefect.codegen.sandbox import (
     TestCase,
     TestOutcome,
     Verdict,
+    arun_in_sandbox,
+    register_backend,
+    run_in_sandbox,
 )
 
 __all__ = [
@@ -39,10 +38,13 @@ __all__ = [
     "TestOutcome",
     "TestRow",
     "Verdict",
+    "arun_in_sandbox",
     "assemble_solution",
     "extract_code",
     "generate_code",
     "load_humaneval",
+    "register_backend",
+    "run_in_sandbox",
     "run_tests",
     "validate_proposed_tests",
 ]

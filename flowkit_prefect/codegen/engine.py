@@ -47,6 +47,7 @@ from flowkit_prefect.codegen.sandbox import (
     SubprocessSandbox,
     TestCase,
     TestOutcome,
+    run_in_sandbox,
 )
 from flowkit_prefect.exceptions import ConfigurationError, ModelOutputError
 from flowkit_prefect.llm.config import LLMTaskConfig
@@ -142,7 +143,7 @@ def run_tests(sandbox: CodeSandbox, code: str, tests: list[TestCase]) -> Sandbox
             stderr="",
             wall_seconds=0.0,
         )
-    return sandbox.run_tests(code, tests)
+    return run_in_sandbox(sandbox, code, tests)
 
 
 def _score(report: SandboxReport) -> tuple[bool, int]:

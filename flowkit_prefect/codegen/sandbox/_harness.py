@@ -1,11 +1,17 @@
 """The test harness that runs INSIDE the sandbox process. Standard library only, Python 3.9+.
 
-The worker never imports this module: ``sandbox.py`` copies its source into the sandbox folder
-(or passes it to ``python -c`` inside a container) and runs it with ``python -s -S``, so the
-generated code sees the standard library and nothing else (no site-packages, no user site, no
-script folder on ``sys.path``). Not ``-I``: that implies ``-E``, which would ignore the
-``PYTHONHASHSEED=0`` the parent sets for repeatable runs; the environment is built from scratch
-by the parent, so ``-E`` would add nothing.
+Why one file, standard library only: the worker never imports this module. The backends ship
+its *source text* into the sandbox -- ``_jobs.harness_source()`` reads it; the subprocess
+backend writes it into the sandbox folder, the Docker backend passes it to ``python -c`` in an
+image that has nothing but ``python3`` -- and run it with ``python -s -S``, so the generated code
+sees the standard library and nothing else (no site-packages, no user site, no script folder on
+``sys.path``). A second module or a third-party import would not be there to import; any split
+or dependency breaks every sandbox run. Keep it 3.9-compatible too: the container's ``python3``
+may be older than the worker's.
+
+Not ``-I``: that implies ``-E``, which would ignore the ``PYTHONHASHSEED=0`` the parent sets for
+repeatable runs; the environment is built from scratch by the parent, so ``-E`` would add
+nothing.
 
 Order of work, all before a single line of candidate code runs:
 
