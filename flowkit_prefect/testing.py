@@ -38,8 +38,8 @@ class FakeChatModel(BaseChatModel):
     ``responses`` are returned in order (the last one repeats); ``respond`` wins when given and
     receives the messages plus the call's keyword arguments (e.g. ``response_format``) and
     ``metadata``, the LangChain run metadata of the call (``invoke_llm(..., metadata=...)``).
-    Every call is recorded in ``calls``, its metadata in ``call_metadata``. Token usage is reported as word counts, so cost accounting can be
-    tested too.
+    Every call is recorded in ``calls``, its metadata in ``call_metadata``. Token usage is
+    reported as word counts, so cost accounting can be tested too.
     """
 
     responses: list[str | AIMessage] = Field(default_factory=lambda: ["ok"])
@@ -169,9 +169,12 @@ class ScriptedCoder(FakeChatModel):
     """A code-writing model from a script, for tests and benchmarks of the code-generation flow.
 
     ``solutions`` maps an entry point to the code to return for it: the first item until a
-    request carries a failure report (a fix request), then the next item for each such request,
-    the last item repeating. Structured requests (reflection, approaches,
-    generated tests) get the smallest valid reply, with ``tests`` as the generated tests.
+    fix request, then the next item for each fix request, the last item repeating. Which entry
+    point a call is for, and whether it is a fix request, come from the call's run metadata
+    (``flowkit_entry_point``; a ``flowkit_stage`` starting with ``fix``), which
+    ``generate_code`` sets on every model call -- never from the prompt's wording. Structured
+    requests (reflection, approaches, generated tests) get the smallest valid reply for their
+    schema, with ``tests`` as the generated tests.
     """
 
     solutions: dict[str, list[str]] = Field(default_factory=dict)
@@ -183,7 +186,9 @@ class ScriptedCoder(FakeChatModel):
         """Reply from the script."""
         self.respond = self._script
 
-    def _script(self, messages: list[BaseMessage], **kwargs: Any) -> str:
+    def _script(
+        self, messages: list[BaseMessage], metadata: dict[str, Any] | None = None, **kwargs: Any
+    ) -> str:
         schema = (kwargs.get("response_format") or {}).get("schema") or {}
         title = schema.get("title", "")
         if title:
@@ -191,19 +196,17 @@ class ScriptedCoder(FakeChatModel):
                 _STRUCTURED.get(title, {})
                 | ({"tests": self.tests} if title == "ProposedTests" else {})
             )
-        text = messages[-1].text
-        asked = _DEFINES.findall(text)
-        entry = asked[-1] if asked else None
-        if entry not in self.solutions:
+        metadata = metadata or {}
+        entry = metadata.get("flowkit_entry_point")
+        if not isinstance(entry, str) or entry not in self.solutions:
             return "I do not know this problem."
         script = self.solutions[entry]
-        feedback = "fails these tests" in text  # the failure report of a fix request
-        index = self._served.get(entry, 0) + (1 if feedback and entry in self._served else 0)
+        fix = str(metadata.get("flowkit_stage", "")).startswith("fix")
+        index = self._served.get(entry, 0) + (1 if fix and entry in self._served else 0)
         self._served[entry] = index
         return f"```python\n{script[min(index, len(script) - 1)]}\n```"
 
 
-_DEFINES = re.compile(r"defin(?:es|ing) `(\w+)`")
 _STRUCTURED: dict[str, dict[str, Any]] = {
     "Reflection": {"summary": "scripted", "inputs": "as stated", "outputs": "as stated"},
     "Approaches": {"approaches": [{"name": "direct", "idea": "do what the statement says"}]},

@@ -1,8 +1,9 @@
 """The code-generation loop for real: Prefect task runs, the subprocess sandbox, artifacts.
 
 The model is a ``ScriptedCoder`` (our deterministic chat model): it returns scripted code, the
-next version only once the request carries feedback, so the tests check what the loop does
-with the sandbox's reports: converge, reject regressions (test anchors), respect budgets.
+next version only once the loop asks for a fix (the ``flowkit_stage`` run metadata), so the
+tests check what the loop does with the sandbox's reports: converge, reject regressions (test
+anchors), respect budgets.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ def test_a_failure_report_leads_to_the_right_solution(harness: str) -> None:
     # the fix request carried the failing test and its error
     fix_prompt = model.calls[-1][-1].text
     assert "assert add(1, 2) == 3" in fix_prompt and "fails these tests" in fix_prompt
+    # every model call says what it is for in its run metadata (the test double relies on it)
+    stages = [(m["flowkit_stage"], m["flowkit_entry_point"]) for m in model.call_metadata]
+    assert stages == [("write-code", "add"), ("fix-public", "add")]
     # hidden tests are never shown to the model
     assert not any("add(10, 5)" in m.text for call in model.calls for m in call)
     report = Artifact.get("codegen-test-report")

@@ -3,8 +3,10 @@ run it against tests in a sandbox, feed the failures back, repeat.
 
 Every model call is an LLM task run named after its stage and every test run a ``run-tests``
 task run, so the whole trajectory shows in the Prefect UI; each stage also publishes its output
-as an artifact. **Test anchors**: a fix that makes a previously passing test fail is rejected, so
-the solution never gets worse. Budgets bound the model calls and the fix iterations; the result
+as an artifact. Each model call carries LangChain run metadata ``flowkit_stage`` (e.g.
+``write-code``, ``fix-public``) and ``flowkit_entry_point``, for callbacks and test doubles.
+**Test anchors**: a fix that makes a previously passing test fail is rejected, so the solution
+never gets worse. Budgets bound the model calls and the fix iterations; the result
 is the best solution found, its test report and why the loop stopped.
 
 Example:
@@ -268,8 +270,12 @@ class _Run:
         if self.calls >= self.options.max_model_calls:
             raise _OutOfCalls
         config: LLMTaskConfig = {**self.config, "task_name": stage}
+        # what the call is for, as run metadata (never parsed from the prompt's wording)
+        metadata = {"flowkit_stage": stage, "flowkit_entry_point": self.problem.entry_point}
         try:
-            result = invoke_llm(self.model, messages, output_type=output_type, config=config)
+            result = invoke_llm(
+                self.model, messages, output_type=output_type, config=config, metadata=metadata
+            )
         except ModelOutputError:
             self.calls += int(config.get("structured_repairs", 2)) + 1
             raise
