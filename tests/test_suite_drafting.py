@@ -271,6 +271,8 @@ def test_an_empty_sample_is_a_configuration_error(harness: str) -> None:
         run_draft(model, pd.DataFrame(), name="orders")
     with pytest.raises(ConfigurationError, match="at least one row"):
         draft_suite.fn(model, pd.DataFrame(columns=["order_id"]), name="orders")
+    with pytest.raises(ConfigurationError, match=r"duplicate column names \['id'\]"):
+        draft_suite.fn(model, pd.DataFrame([[1, 2]], columns=["id", "id"]), name="orders")
     assert model.calls == []
 
 
@@ -298,6 +300,7 @@ def test_the_prompt_holds_a_profile_and_at_most_50_rows_of_values(harness: str) 
 
     assert draft.accepted[0].sample_passes
     (messages,) = model.calls
+    assert model.call_metadata[0]["flowkit_stage"] == "draft-suite"
     text = "\n".join(m.text for m in messages)
     tokens = set(re.findall(r"tok\d{5}", text))
     assert 0 < len(tokens) <= 50

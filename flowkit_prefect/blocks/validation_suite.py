@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from prefect.blocks.core import Block
-from pydantic import Field, field_validator
+from pydantic import Field, HttpUrl, field_validator
 
 from flowkit_prefect.exceptions import SuiteError
 
@@ -143,7 +143,9 @@ class ValidationSuite(Block):
     _block_type_name = "Flowkit Validation Suite"
     _block_type_slug = "flowkit-validation-suite"
     _description = "A Great Expectations expectation suite used by flowkit validation checkpoints."
-    _documentation_url = "https://github.com/flowkit-prefect/flowkit-prefect#data-validation"
+    _documentation_url = HttpUrl(
+        "https://github.com/flowkit-prefect/flowkit-prefect#data-validation"
+    )
 
     suite: dict[str, Any] = Field(
         description=(

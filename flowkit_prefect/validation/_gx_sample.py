@@ -14,18 +14,22 @@ from typing import Any
 
 import pandas as pd
 from great_expectations.core.expectation_validation_result import ExpectationValidationResult
-from great_expectations.data_context import (
+from great_expectations.data_context.data_context.abstract_data_context import (
     AbstractDataContext,
-    EphemeralDataContext,
+)
+from great_expectations.data_context.data_context.context_factory import (
     project_manager,
     set_context,
+)
+from great_expectations.data_context.data_context.ephemeral_data_context import (
+    EphemeralDataContext,
 )
 from great_expectations.data_context.types.base import (
     DataContextConfig,
     InMemoryStoreBackendDefaults,
     ProgressBarsConfig,
 )
-from great_expectations.exceptions import DataContextRequiredError
+from great_expectations.exceptions.exceptions import DataContextRequiredError
 from great_expectations.expectations.expectation import Expectation
 
 GX_GLOBAL_LOCK = threading.Lock()

@@ -68,7 +68,7 @@ def profile_sample(sample: pd.DataFrame) -> dict[str, Any]:
     picked = frame if len(frame) <= EXAMPLE_ROWS else frame.sample(EXAMPLE_ROWS, random_state=0)
     return {
         "rows": len(frame),
-        "columns": [column_profile(name, frame[name]) for name in frame.columns],
+        "columns": [column_profile(str(name), column) for name, column in frame.items()],
         "example_rows": [[cell(v) for v in row] for row in picked.sort_index().itertuples(False)],
     }
 
@@ -83,4 +83,11 @@ def check_sample(sample: Any) -> None:
         raise ConfigurationError(
             "The sample is empty: pass a pandas DataFrame with at least one row and one column "
             "of the data the suite is for, e.g. df.head(1000) or df.sample(1000)."
+        )
+    names = [str(column) for column in sample.columns]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigurationError(
+            f"The sample has duplicate column names {duplicates}; an expectation names one "
+            "column, so rename them first, e.g. sample.set_axis([...], axis=1)."
         )

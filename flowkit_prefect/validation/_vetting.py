@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
 import pandas as pd
-from great_expectations.exceptions import ExpectationNotFoundError
+from great_expectations.exceptions.exceptions import ExpectationNotFoundError
 from great_expectations.expectations.expectation import Expectation
 from great_expectations.expectations.registry import get_expectation_impl
 
@@ -69,7 +70,7 @@ def vet(
                 rejected.append(RejectedExpectation(type=kind, kwargs=kwargs, reason=reason))
                 continue
             seen.add(key)
-            expectation.meta["sample_passes"] = passes
+            expectation.meta = {**(expectation.meta or {}), "sample_passes": passes}
             built.append(expectation)
             accepted.append(
                 DraftedExpectation(
@@ -140,7 +141,7 @@ def _gx_error(exc: Exception) -> str:
         try:
             return "; ".join(
                 f"{'.'.join(str(p) for p in e.get('loc', ())) or 'kwargs'}: {e.get('msg')}"
-                for e in errors()
+                for e in cast("Iterable[Mapping[str, Any]]", errors())
             )
         except Exception:  # not a pydantic error after all
             pass

@@ -70,7 +70,9 @@ def _build(run: GXRun, base: Path, run_name: str) -> None:
     if not run.stored:
         suite = context.suites.add(working_copy(run.suite))
         run_id = RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.UTC))
-        run.result.meta.update(run_id=run_id, validation_time=run_id.run_time)  # as GX does
+        # as ValidationDefinition.run does, with validation_time in GX's declared str format
+        run.result.meta["run_id"] = run_id
+        run.result.meta["validation_time"] = run_id.run_time.strftime("%Y%m%dT%H%M%S.%fZ")
         identifier = ValidationResultIdentifier(
             batch_identifier=run.batch_id,
             expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),

@@ -17,7 +17,9 @@ from great_expectations.core.expectation_validation_result import (
     ExpectationSuiteValidationResult,
     ExpectationValidationResult,
 )
-from great_expectations.data_context import AbstractDataContext
+from great_expectations.data_context.data_context.abstract_data_context import (
+    AbstractDataContext,
+)
 from great_expectations.data_context.types.base import (
     DataContextConfig,
     InMemoryStoreBackendDefaults,
@@ -121,9 +123,10 @@ def interpret(run: GXRun, data: pd.DataFrame) -> Outcome:
     expectations = run.suite.expectations
     labels = _unique_labels([label_of(expectation) for expectation in expectations])
     positions = {expectation.id: number for number, expectation in enumerate(expectations)}
-    by_position: dict[int, ExpectationValidationResult] = {
-        positions[item.expectation_config.id]: item for item in run.result.results
-    }
+    by_position: dict[int, ExpectationValidationResult] = {}
+    for item in run.result.results:  # GX gives every result of a suite run its configuration
+        if item.expectation_config is not None:
+            by_position[positions[item.expectation_config.id]] = item
     outcome = Outcome(rows=[])
     problems: list[str] = []
     for position, expectation in enumerate(expectations):

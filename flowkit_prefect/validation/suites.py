@@ -15,7 +15,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import great_expectations as gx
 from great_expectations.expectations.expectation import Expectation
@@ -168,12 +168,15 @@ def _build_expectation(entry: Any, number: int) -> Expectation:
 
 def _explain_kwargs_error(exc: Exception, impl: type[Expectation]) -> str:
     """Turn GX's pydantic errors into one line per argument, with the valid argument names."""
-    valid = [name for name in impl.__fields__ if name not in _NOT_KWARGS]
+    # GX expectations are pydantic v1 models at runtime, where __fields__ is a dict; the stubs
+    # resolve them to pydantic v2, where it is a deprecated property.
+    fields: Mapping[str, Any] = getattr(impl, "__fields__", {})
+    valid = [name for name in fields if name not in _NOT_KWARGS]
     errors = getattr(exc, "errors", None)
     if not callable(errors):
         return f"{exc}. Valid kwargs: {', '.join(valid)}."
     problems: dict[str, str] = {}
-    for error in errors():
+    for error in cast("Iterable[Mapping[str, Any]]", errors()):
         field = ".".join(str(part) for part in error.get("loc", ()) if part != "__root__")
         if error.get("type") == "value_error.extra":
             problems.setdefault(field, f"unknown kwarg {field!r}")
