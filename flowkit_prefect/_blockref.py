@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from prefect.blocks.core import Block
 
@@ -22,7 +22,7 @@ def resolve_block(ref: str | Block, expected: type[B]) -> B:
                 "e.g. 'flowkit-qdrant-store/default'."
             )
         try:
-            block = Block.load(ref, validate=True)
+            block = cast(Block, Block.load(ref, validate=True))  # sync call: not awaitable
         except ValueError as exc:
             raise ConfigurationError(
                 f"No saved block {ref!r} on the Prefect server ({exc}). Save the default blocks "

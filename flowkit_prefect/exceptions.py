@@ -23,10 +23,7 @@ LangChain, Great Expectations, pandas) are translated at one boundary with ``rai
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from flowkit_prefect.validation.results import CheckpointResult, SchemaDrift
+from typing import Any
 
 
 class FlowkitError(Exception):
@@ -112,24 +109,26 @@ class ExpectationRunError(FlowkitError):
 
 
 class ValidationFailedError(FlowkitError):
-    """A validation checkpoint failed by its policy; ``result`` holds the full report."""
+    """A validation checkpoint failed by its policy; ``result`` holds the full report (a
+    ``CheckpointResult`` of the validation package)."""
 
-    def __init__(self, message: str, result: CheckpointResult) -> None:
+    def __init__(self, message: str, result: Any) -> None:
         super().__init__(message)
         self.result = result
 
-    def __reduce__(self) -> tuple[type, tuple[str, CheckpointResult]]:
+    def __reduce__(self) -> tuple[type, tuple[str, Any]]:
         return type(self), (str(self), self.result)
 
 
 class SchemaDriftError(FlowkitError):
     """The data's columns or dtypes differ from the schema snapshot and the drift policy is
-    "fail"; ``drift`` lists the differences and ``result`` holds the checkpoint's report."""
+    "fail"; ``drift`` lists the differences (a ``SchemaDrift``) and ``result`` holds the
+    checkpoint's report (a ``CheckpointResult``)."""
 
-    def __init__(self, message: str, drift: SchemaDrift, result: CheckpointResult) -> None:
+    def __init__(self, message: str, drift: Any, result: Any) -> None:
         super().__init__(message)
         self.drift = drift
         self.result = result
 
-    def __reduce__(self) -> tuple[type, tuple[str, SchemaDrift, CheckpointResult]]:
+    def __reduce__(self) -> tuple[type, tuple[str, Any, Any]]:
         return type(self), (str(self), self.drift, self.result)

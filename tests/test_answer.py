@@ -33,7 +33,10 @@ def _reply(answer: str, sources: list[str], found: bool = True) -> str:
 
 @flow
 def _answer(model: FakeChatModel, question: str, hits: list[SearchHit], **kw):
-    return answer_question(model, question, hits, HashEmbeddings(), **kw)
+    # each test scripts its own replies: no replay of another test's cached call
+    return answer_question(
+        model, question, hits, HashEmbeddings(), llm_config={"cache": False}, **kw
+    )
 
 
 def test_grounded_answer_cites_the_chunks_it_used(harness: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import deque
+from graphlib import CycleError, TopologicalSorter
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -60,32 +60,27 @@ class Plan(BaseModel):
                 raise PlanError(f"Step {step.id} depends on unknown step(s) {unknown}.")
             if step.id in step.depends_on:
                 raise PlanError(f"Step {step.id} depends on itself.")
-        order = self.waves()
-        if sum(len(w) for w in order) != len(self.steps):
-            placed = {i for wave in order for i in wave}
-            raise PlanError(
-                f"The plan's dependencies form a cycle among steps {sorted(set(ids) - placed)}."
-            )
+        self.waves()  # raises PlanError naming the cycle, if there is one
 
     def waves(self) -> list[list[str]]:
-        """Steps grouped so that each group depends only on earlier groups (Kahn's algorithm)."""
-        indegree = {s.id: len(set(s.depends_on)) for s in self.steps}
-        dependents: dict[str, list[str]] = {s.id: [] for s in self.steps}
-        for step in self.steps:
-            for dep in set(step.depends_on):
-                if dep in dependents:
-                    dependents[dep].append(step.id)
-        ready = deque(s.id for s in self.steps if indegree[s.id] == 0)
+        """Steps grouped so that each group depends only on earlier groups, in plan order within
+        a group (``graphlib.TopologicalSorter``); a cycle is a ``PlanError`` naming its steps."""
+        position = {s.id: i for i, s in enumerate(self.steps)}
+        sorter: TopologicalSorter[str] = TopologicalSorter(
+            {s.id: [d for d in dict.fromkeys(s.depends_on) if d in position] for s in self.steps}
+        )
+        try:
+            sorter.prepare()
+        except CycleError as exc:
+            cycle = list(dict.fromkeys(exc.args[1]))
+            raise PlanError(
+                f"The plan's dependencies form a cycle among steps {sorted(cycle)}."
+            ) from exc
         waves: list[list[str]] = []
-        while ready:
-            wave = list(ready)
-            ready.clear()
+        while sorter.is_active():
+            wave = sorted(sorter.get_ready(), key=position.__getitem__)
             waves.append(wave)
-            for done in wave:
-                for nxt in dependents[done]:
-                    indegree[nxt] -= 1
-                    if indegree[nxt] == 0:
-                        ready.append(nxt)
+            sorter.done(*wave)
         return waves
 
     def table(self) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ failed: set explicitly, never silently skipped). The plan with every status is a
 from __future__ import annotations
 
 import json
+from types import GenericAlias
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
@@ -53,8 +54,9 @@ class PlanResult(BaseModel):
 
 def _draft_schema(executors: set[str], max_steps: int) -> type[BaseModel]:
     """Steps are numbered by position, so the model only writes numbers it has seen."""
-    executor_type: Any = Literal[tuple(sorted(executors))]  # type: ignore[valid-type]
-    number_type: Any = Literal[tuple(range(1, max_steps + 1))]  # type: ignore[valid-type]
+    # types built at run time from the registry: Literal[...] and list[...] as values
+    executor_type: Any = Literal.__getitem__(tuple(sorted(executors)))
+    number_type: Any = Literal.__getitem__(tuple(range(1, max_steps + 1)))
     step = create_model(
         "PlannedStep",
         description=(
@@ -63,12 +65,13 @@ def _draft_schema(executors: set[str], max_steps: int) -> type[BaseModel]:
         ),
         executor=(executor_type, Field(description="Which executor runs the step.")),
         depends_on=(
-            list[number_type],
+            GenericAlias(list, (number_type,)),
             Field(max_length=max_steps, description="Numbers of earlier steps it needs."),
         ),
     )
     return create_model(
-        "PlannedSteps", steps=(list[step], Field(min_length=1, max_length=max_steps))
+        "PlannedSteps",
+        steps=(GenericAlias(list, (step,)), Field(min_length=1, max_length=max_steps)),
     )
 
 
@@ -121,11 +124,10 @@ def _positional_schema(executors: set[str], max_steps: int) -> type[BaseModel]:
 
 
 def _wants_positional_schema(planner: Any) -> bool:
-    """Local llama.cpp planners decode under a grammar: give them the positional schema."""
-    from flowkit_prefect.blocks.chat_models import LocalChatModel
-    from flowkit_prefect.models.local_llm import ChatLocalLlama
-
-    return isinstance(planner, LocalChatModel | ChatLocalLlama)
+    """Planners that decode under a JSON-schema grammar (they declare ``grammar_constrained``)
+    get the positional schema, which admits only runnable plans."""
+    first = planner[0] if isinstance(planner, list | tuple) and planner else planner
+    return bool(getattr(first, "grammar_constrained", False))
 
 
 def _to_plan(goal: str, parsed: dict[str, Any]) -> Plan:

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-from langchain_core.language_models import BaseChatModel
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import Field, HttpUrl, SecretStr
 
 from flowkit_prefect.exceptions import ConfigurationError, MissingDependencyError
+
+if TYPE_CHECKING:  # LangChain loads when a model is built, not when the block type is
+    from langchain_core.language_models import BaseChatModel
 
 
 class ChatModelBlock(Block, ABC):
     """Settings shared by every chat model provider, and the ``get_chat_model()`` contract."""
+
+    grammar_constrained: ClassVar[bool] = False
+    """True when the model decodes structured output under a JSON-schema grammar, so a caller
+    may rely on schema-valid replies (a capability, declared instead of checked by class)."""
 
     temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="Sampling temperature.")
     max_tokens: int = Field(default=512, ge=1, description="Most tokens in one reply.")
@@ -59,7 +65,8 @@ class LocalChatModel(ChatModelBlock):
     _block_type_name = "Flowkit Local Chat Model"
     _block_type_slug = "flowkit-local-chat-model"
     _description = "An offline GGUF chat model (llama.cpp); SmolLM2-135M-Instruct by default."
-    _documentation_url = "https://github.com/flowkit-prefect/flowkit-prefect#blocks"
+    _documentation_url = HttpUrl("https://github.com/flowkit-prefect/flowkit-prefect#blocks")
+    grammar_constrained: ClassVar[bool] = True
 
     model_path: str | None = Field(
         default=None,
@@ -108,7 +115,7 @@ class OpenAIChatModel(ChatModelBlock):
     _block_type_name = "Flowkit OpenAI-Compatible Chat Model"
     _block_type_slug = "flowkit-openai-chat-model"
     _description = "A chat model behind any OpenAI-compatible API, through langchain-openai."
-    _documentation_url = "https://github.com/flowkit-prefect/flowkit-prefect#blocks"
+    _documentation_url = HttpUrl("https://github.com/flowkit-prefect/flowkit-prefect#blocks")
 
     model: str = Field(description="Model name as the endpoint knows it, e.g. 'gpt-4o-mini'.")
     base_url: str | None = Field(

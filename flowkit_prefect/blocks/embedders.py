@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
-from langchain_core.embeddings import Embeddings
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import Field, HttpUrl, SecretStr
 
 from flowkit_prefect.exceptions import MissingDependencyError
+
+if TYPE_CHECKING:  # LangChain loads when embeddings are built, not when the block type is
+    from langchain_core.embeddings import Embeddings
 
 
 class EmbedderBlock(Block, ABC):
@@ -50,7 +53,7 @@ class LocalEmbedder(EmbedderBlock):
     _block_type_name = "Flowkit Local Embedder"
     _block_type_slug = "flowkit-local-embedder"
     _description = "Offline sentence embeddings: all-MiniLM-L6-v2 (384-d) with ONNX Runtime."
-    _documentation_url = "https://github.com/flowkit-prefect/flowkit-prefect#blocks"
+    _documentation_url = HttpUrl("https://github.com/flowkit-prefect/flowkit-prefect#blocks")
 
     threads: int | None = Field(default=None, ge=1, description="ONNX Runtime threads; empty: all.")
 
@@ -84,7 +87,7 @@ class OpenAIEmbedder(EmbedderBlock):
     _block_type_name = "Flowkit OpenAI-Compatible Embedder"
     _block_type_slug = "flowkit-openai-embedder"
     _description = "Embeddings from any OpenAI-compatible API, through langchain-openai."
-    _documentation_url = "https://github.com/flowkit-prefect/flowkit-prefect#blocks"
+    _documentation_url = HttpUrl("https://github.com/flowkit-prefect/flowkit-prefect#blocks")
 
     model: str = Field(default="text-embedding-3-small", description="Embedding model name.")
     base_url: str | None = Field(default=None, description="API base URL. Empty: OpenAI.")

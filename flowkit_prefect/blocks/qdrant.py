@@ -9,13 +9,16 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefect.blocks.core import Block
 from prefect.logging import get_logger
-from pydantic import Field, SecretStr, field_validator
-from qdrant_client import QdrantClient
+from pydantic import Field, HttpUrl, SecretStr, field_validator
 
 from flowkit_prefect.exceptions import ConfigurationError, StoreBusyError
+
+if TYPE_CHECKING:  # qdrant-client (~0.8 s to import) loads when a client is opened
+    from qdrant_client import QdrantClient
 
 logger = get_logger("flowkit.qdrant")
 
@@ -54,7 +57,7 @@ class QdrantStore(Block):
     _block_type_name = "Flowkit Qdrant Store"
     _block_type_slug = "flowkit-qdrant-store"
     _description = "A Qdrant vector store: in memory, an embedded local folder, or a server URL."
-    _documentation_url = "https://github.com/flowkit-prefect/flowkit-prefect#blocks"
+    _documentation_url = HttpUrl("https://github.com/flowkit-prefect/flowkit-prefect#blocks")
 
     location: str = Field(
         default=":memory:",
@@ -109,6 +112,8 @@ class QdrantStore(Block):
 
         For a local folder prefer ``session()``, which also takes the cross-process lock.
         """
+        from qdrant_client import QdrantClient
+
         if self.is_server:
             api_key = self.api_key.get_secret_value() if self.api_key else None
             return QdrantClient(url=self.location, api_key=api_key, timeout=self.timeout)

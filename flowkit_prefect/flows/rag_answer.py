@@ -22,6 +22,7 @@ from flowkit_prefect.flows._params import (
     BlockRef,
     CollectionName,
 )
+from flowkit_prefect.llm import track_usage
 from flowkit_prefect.retrieval.answer import answer_question
 from flowkit_prefect.retrieval.tasks import search_chunks
 from flowkit_prefect.retrieval.types import RagAnswer
@@ -73,7 +74,8 @@ def rag_answer(
     """Answer a question from the chunks nearest to it, citing each chunk used.
 
     When nothing relevant is retrieved the answer says the documents do not contain it. The
-    ``rag-answer`` artifact shows the answer, how it was obtained and its sources.
+    ``rag-answer`` artifact shows the answer, how it was obtained and its sources; the
+    ``flowkit-llm-usage`` artifact the model call's tokens and cost.
 
     Args:
         question: The question to answer.
@@ -94,15 +96,15 @@ def rag_answer(
     model_block = resolve_block(chat_model, ChatModelBlock)
     embeddings = embedder_block.get_embeddings()
     hits = search_chunks(store, embeddings, collection, question, top_k=top_k, filter=filter)
-    result = answer_question(
-        model_block.get_chat_model(),
-        question,
-        hits,
-        embeddings,
-        model_label=model_block.model_label,
-        min_score=min_score,
-        grounding_threshold=grounding_threshold,
-    )
+    with track_usage():  # the flowkit-llm-usage table: tokens and cost of the answer
+        result = answer_question(
+            model_block,
+            question,
+            hits,
+            embeddings,
+            min_score=min_score,
+            grounding_threshold=grounding_threshold,
+        )
     create_markdown_artifact(
         answer_markdown(result),
         key=ANSWER_ARTIFACT_KEY,

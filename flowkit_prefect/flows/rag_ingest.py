@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, cast
+from uuid import UUID
 
 from prefect import flow
 from prefect.artifacts import (
@@ -40,6 +41,14 @@ from flowkit_prefect.retrieval.tasks import (
 )
 from flowkit_prefect.retrieval.types import IngestRecord, IngestSummary, SourceReport
 
+T = TypeVar("T")
+
+
+def _opaque(value: T) -> T:
+    """``opaque(value)``, typed as the value the task receives once Prefect unwraps it."""
+    return cast(T, opaque(value))
+
+
 SUMMARY_ARTIFACT_KEY = "rag-ingest-summary"
 PROGRESS_ARTIFACT_KEY = "rag-ingest-progress"
 
@@ -48,7 +57,8 @@ class _Progress:
     """The run's progress artifact, updated in steps of at least 5 % (one API call each)."""
 
     def __init__(self, description: str) -> None:
-        self._id = create_progress_artifact(0.0, key=PROGRESS_ARTIFACT_KEY, description=description)
+        created = create_progress_artifact(0.0, key=PROGRESS_ARTIFACT_KEY, description=description)
+        self._id = cast(UUID, created)  # the sync call returns the id, not a coroutine
         self._shown = 0.0
 
     def update(self, percent: float) -> None:
@@ -138,7 +148,7 @@ def rag_ingest(
     loaded = load_documents(folder=folder, records=records, max_file_bytes=max_file_bytes)
     documents, quarantined = check_documents(loaded.documents, document_checks or DocumentChecks())
     # opaque(): Prefect need not walk thousands of chunks looking for upstream futures.
-    chunks = chunk_documents(opaque(documents), chunking or ChunkingOptions(), corpus_scope)
+    chunks = chunk_documents(_opaque(documents), chunking or ChunkingOptions(), corpus_scope)
     progress.update(5.0)
     embeddings = embedder_block.get_embeddings()
     # One store session for the run: an embedded store is opened (and locked) once, not per task.
@@ -146,7 +156,7 @@ def rag_ingest(
         plan = prepare_upserts(
             store,
             collection,
-            opaque(chunks),
+            _opaque(chunks),
             embedder_block.dimension(),
             corpus_scope,
             recreate_collection,
@@ -156,17 +166,17 @@ def rag_ingest(
         total = len(plan.to_write)
         for start in range(0, total, batch_size):
             batch = plan.to_write[start : start + batch_size]
-            written += embed_and_upsert(store, embeddings, collection, opaque(batch), corpus_scope)
+            written += embed_and_upsert(store, embeddings, collection, _opaque(batch), corpus_scope)
             progress.update(10.0 + 85.0 * written / total)
         deleted = delete_stale_chunks(
             store,
             collection,
             corpus_scope,
-            opaque([c.chunk_id for c in plan.to_write]),
+            _opaque([c.chunk_id for c in plan.to_write]),
             plan.changed_sources,
             delete_missing,
             # a quarantined document keeps the chunks of its last good version
-            opaque(sorted({c.source for c in chunks} | {q.source for q in quarantined})),
+            _opaque(sorted({c.source for c in chunks} | {q.source for q in quarantined})),
         )
     progress.update(100.0)
 

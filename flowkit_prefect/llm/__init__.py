@@ -4,10 +4,16 @@ input-keyed caching, structured output with bounded repair, model fallback, usag
 from flowkit_prefect.llm.cache import LLMCallCachePolicy, llm_cache_key
 from flowkit_prefect.llm.config import DEFAULT_LLM_TASK_CONFIG, LLMTaskConfig
 from flowkit_prefect.llm.fanout import amap_llm, map_llm
-from flowkit_prefect.llm.tasks import LLMResult, ainvoke_llm, call_chat_model, invoke_llm
+from flowkit_prefect.llm.tasks import (
+    ChatModelSource,
+    LLMResult,
+    ainvoke_llm,
+    call_chat_model,
+    invoke_llm,
+    source_label,
+)
 from flowkit_prefect.llm.usage import (
     Budget,
-    BudgetExceededError,
     CallUsage,
     UsageTracker,
     publish_usage,
@@ -17,8 +23,8 @@ from flowkit_prefect.llm.usage import (
 __all__ = [
     "DEFAULT_LLM_TASK_CONFIG",
     "Budget",
-    "BudgetExceededError",
     "CallUsage",
+    "ChatModelSource",
     "LLMCallCachePolicy",
     "LLMResult",
     "LLMTaskConfig",
@@ -30,5 +36,6 @@ __all__ = [
     "llm_cache_key",
     "map_llm",
     "publish_usage",
+    "source_label",
     "track_usage",
 ]

@@ -1,9 +1,9 @@
 """A cache policy for LLM calls: keyed on what determines the reply, nothing else.
 
-The key hashes the messages, the model class and its identifying parameters (model name,
-temperature, max tokens, ...), and the requested output schema. Run ids, timestamps, clients
-and anything that looks like a credential are left out, so a retried or re-run flow replays the
-finished call, and a changed API key does not bust the cache.
+The key hashes the messages, the model class and an allowlist of its identifying settings
+(model name, base URL, temperature, max tokens, ...), and the requested output schema and tools.
+Run ids, timestamps, clients, timeouts and credentials are left out, so a retried or re-run flow
+replays the finished call, and a changed API key does not bust the cache.
 """
 
 from __future__ import annotations
@@ -18,21 +18,64 @@ from langchain_core.messages import BaseMessage
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 
-_SECRET_HINTS = ("key", "secret", "token", "password", "credential", "auth", "client")
+# The settings that change what a model replies, by the names LangChain providers use. Anything
+# else (credentials, timeouts, retries, callbacks, HTTP clients) stays out of the key: a rotated
+# API key or a longer timeout must replay, a new max_tokens must not.
+IDENTIFYING_FIELDS = frozenset(
+    {
+        "model",
+        "model_name",
+        "model_id",
+        "model_path",
+        "deployment_name",
+        "azure_deployment",
+        "base_url",
+        "openai_api_base",
+        "endpoint_url",
+        "temperature",
+        "top_p",
+        "top_k",
+        "max_tokens",
+        "max_completion_tokens",
+        "max_new_tokens",
+        "num_predict",
+        "num_ctx",
+        "n_ctx",
+        "n",
+        "seed",
+        "stop",
+        "stop_sequences",
+        "frequency_penalty",
+        "presence_penalty",
+        "repeat_penalty",
+        "logit_bias",
+        "logprobs",
+        "response_format",
+        "reasoning_effort",
+        "reasoning",
+        "model_kwargs",
+        "extra_body",
+        "structured_output_method",
+    }
+)
 
 
 def model_fingerprint(model: Any) -> dict[str, Any]:
-    """The model's class and identifying parameters, without credentials or clients."""
+    """The model's class and the identifying settings it has (``IDENTIFYING_FIELDS``).
+
+    A ``RunnableBinding`` (``bind_tools``, ``bind``) is its bound model plus the bound request
+    arguments.
+    """
     cls = type(model)
     params: dict[str, Any] = {}
     if isinstance(model, BaseChatModel):
-        params = dict(model._identifying_params)
+        found = dict(model._identifying_params)
+        for name in IDENTIFYING_FIELDS & set(type(model).model_fields):
+            found.setdefault(name, getattr(model, name, None))
+        params = {k: v for k, v in found.items() if k in IDENTIFYING_FIELDS and v is not None}
     elif hasattr(model, "bound") and hasattr(model, "kwargs"):  # RunnableBinding
         params = {"bound": model_fingerprint(model.bound), "kwargs": dict(model.kwargs)}
-    safe = {
-        k: v for k, v in sorted(params.items()) if not any(h in k.lower() for h in _SECRET_HINTS)
-    }
-    return {"class": f"{cls.__module__}.{cls.__qualname__}", "params": safe}
+    return {"class": f"{cls.__module__}.{cls.__qualname__}", "params": dict(sorted(params.items()))}
 
 
 def messages_fingerprint(messages: list[BaseMessage]) -> list[dict[str, Any]]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TypedDict
+
+from flowkit_prefect.exceptions import ConfigurationError
 
 
 class LLMTaskConfig(TypedDict, total=False):
@@ -42,15 +45,27 @@ DEFAULT_LLM_TASK_CONFIG: LLMTaskConfig = {
 }
 
 
-def resolve_config(config: LLMTaskConfig | None) -> LLMTaskConfig:
+@dataclass(frozen=True)
+class ResolvedLLMTaskConfig:
+    """Every option set: the defaults overridden by a caller's ``LLMTaskConfig``."""
+
+    retries: int
+    retry_delay_seconds: float
+    retry_jitter_factor: float
+    timeout_seconds: float | None
+    cache: bool
+    cache_expiration_seconds: float | None
+    structured_repairs: int
+    task_name: str
+
+
+def resolve_config(config: LLMTaskConfig | None) -> ResolvedLLMTaskConfig:
     """The defaults overridden by ``config``, checked."""
-    merged: LLMTaskConfig = DEFAULT_LLM_TASK_CONFIG | (config or {})
+    merged = DEFAULT_LLM_TASK_CONFIG | (config or {})
     unknown = set(merged) - set(LLMTaskConfig.__annotations__)
     if unknown:
-        from flowkit_prefect.exceptions import ConfigurationError
-
         raise ConfigurationError(
             f"Unknown LLM task option(s) {sorted(unknown)}; "
             f"known: {sorted(LLMTaskConfig.__annotations__)}."
         )
-    return merged
+    return ResolvedLLMTaskConfig(**merged)

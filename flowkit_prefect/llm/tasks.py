@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,7 +46,7 @@ from flowkit_prefect._retry import is_transient, retry_on_transient
 from flowkit_prefect.blocks.chat_models import ChatModelBlock
 from flowkit_prefect.exceptions import ConfigurationError, ModelOutputError
 from flowkit_prefect.llm.cache import LLMCallCachePolicy
-from flowkit_prefect.llm.config import LLMTaskConfig, resolve_config
+from flowkit_prefect.llm.config import LLMTaskConfig, ResolvedLLMTaskConfig, resolve_config
 from flowkit_prefect.llm.gate import model_call_slot
 from flowkit_prefect.llm.usage import CallUsage, current_tracker, emit_call_event
 
@@ -71,6 +72,19 @@ class LLMResult(BaseModel):
         return AIMessage(content=self.text, tool_calls=self.tool_calls)
 
 
+ChatModelSource = BaseChatModel | ChatModelBlock | Sequence[BaseChatModel | ChatModelBlock]
+"""What the LLM tasks call: a LangChain chat model, a chat model block (whose prices give the
+cost), or a fallback chain of either, tried in order."""
+
+
+def source_label(source: ChatModelSource) -> str:
+    """The human-readable name of the model (the first of a fallback chain)."""
+    first = source[0] if isinstance(source, Sequence) and source else source
+    if isinstance(first, ChatModelBlock):
+        return first.model_label
+    return str(getattr(first, "model_name", "") or type(first).__name__)
+
+
 class _Target:
     """A model to call, with its label and prices."""
 
@@ -81,7 +95,7 @@ class _Target:
             self.block: ChatModelBlock | None = source
         elif isinstance(source, BaseChatModel):
             self.model = source
-            self.label = str(getattr(source, "model_name", "") or type(source).__name__)
+            self.label = source_label(source)
             self.block = None
         else:
             raise ConfigurationError(
@@ -220,39 +234,29 @@ async def call_chat_model(
     )
 
 
-def _configured_task(config: LLMTaskConfig, label: str) -> Any:
+@functools.cache
+def _configured_task(config: ResolvedLLMTaskConfig, label: str) -> Any:
     """The task with ``config`` applied; memoized, since building a Prefect task re-reads the
     function's source (~1 ms a call)."""
-    key = (tuple(sorted((k, repr(v)) for k, v in config.items())), label)
-    cached = _TASKS.get(key)
-    if cached is None:
-        cached = _TASKS[key] = _build_task(config, label)
-    return cached
-
-
-_TASKS: dict[tuple[Any, str], Any] = {}
-
-
-def _build_task(config: LLMTaskConfig, label: str) -> Any:
-    retries = int(config["retries"])
-    expiration = config.get("cache_expiration_seconds")
+    retries = config.retries
+    expiration = config.cache_expiration_seconds
     return call_chat_model.with_options(
-        name=f"{config['task_name']}",
-        task_run_name=f"{config['task_name']} [{label[:40]}]",
+        name=config.task_name,
+        task_run_name=f"{config.task_name} [{label[:40]}]",
         retries=retries,
-        retry_delay_seconds=exponential_backoff(config["retry_delay_seconds"])(retries)
+        retry_delay_seconds=exponential_backoff(config.retry_delay_seconds)(retries)
         if retries
         else 0,
-        retry_jitter_factor=config["retry_jitter_factor"],
+        retry_jitter_factor=config.retry_jitter_factor,
         retry_condition_fn=retry_on_transient,
-        cache_policy=LLMCallCachePolicy() if config["cache"] else NO_CACHE,
+        cache_policy=LLMCallCachePolicy() if config.cache else NO_CACHE,
         cache_expiration=datetime.timedelta(seconds=expiration) if expiration else None,
-        persist_result=bool(config["cache"]),
+        persist_result=config.cache,
     )
 
 
 async def ainvoke_llm(
-    model: BaseChatModel | ChatModelBlock | Sequence[BaseChatModel | ChatModelBlock],
+    model: ChatModelSource,
     prompt: str | Sequence[BaseMessage],
     *,
     output_type: type[BaseModel] | None = None,
@@ -286,10 +290,10 @@ async def ainvoke_llm(
             messages,
             schema,
             output_type,
-            int(settings["structured_repairs"]),
+            settings.structured_repairs,
             target.label,
             tool_schemas,
-            settings["timeout_seconds"],
+            settings.timeout_seconds,
             metadata,
             return_state=True,
         )
@@ -298,7 +302,7 @@ async def ainvoke_llm(
             cached = state.name == "Cached"
             usage = CallUsage(
                 model=target.label,
-                task=settings["task_name"],
+                task=settings.task_name,
                 input_tokens=0 if cached else result.input_tokens,
                 output_tokens=0 if cached else result.output_tokens,
                 cost=0.0 if cached else target.cost(result.input_tokens, result.output_tokens),
@@ -323,7 +327,7 @@ async def ainvoke_llm(
 
 
 def invoke_llm(
-    model: BaseChatModel | ChatModelBlock | Sequence[BaseChatModel | ChatModelBlock],
+    model: ChatModelSource,
     prompt: str | Sequence[BaseMessage],
     *,
     output_type: type[BaseModel] | None = None,

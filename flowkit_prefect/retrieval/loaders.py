@@ -158,7 +158,14 @@ def _parse_file(
             return
         items = data if isinstance(data, list) else [data]
         yield from _with_meta(
-            _records_to_documents(source, enumerate(items), text_fields, id_field, False), base_meta
+            _records_to_documents(
+                source,
+                ((str(i), item) for i, item in enumerate(items)),
+                text_fields,
+                id_field,
+                False,
+            ),
+            base_meta,
         )
     elif suffix == ".jsonl":
         parsed: list[tuple[str, Any]] = []

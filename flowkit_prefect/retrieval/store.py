@@ -154,7 +154,8 @@ def delete_stale(
             return 0
         must.append(models.FieldCondition(key="source", match=models.MatchAny(any=source_list)))
     keep = sorted(set(keep_ids))
-    must_not: list[models.Condition] = [models.HasIdCondition(has_id=keep)] if keep else []
+    ids: list[models.ExtendedPointId] = list(keep)
+    must_not: list[models.Condition] = [models.HasIdCondition(has_id=ids)] if ids else []
     flt = models.Filter(must=must, must_not=must_not)
     stale = _count(client, collection, flt)
     if stale:
