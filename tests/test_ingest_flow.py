@@ -20,7 +20,7 @@ from flowkit_prefect import (
     rag_ingest,
     search_chunks,
 )
-from flowkit_prefect.retrieval.document_checks import DocumentChecks
+from flowkit_prefect.flows._document_checks import DocumentChecks
 from flowkit_prefect.retrieval.tasks import (
     chunk_documents,
     embed_and_upsert,

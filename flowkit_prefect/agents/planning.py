@@ -9,8 +9,7 @@ failed: set explicitly, never silently skipped). The plan with every status is a
 from __future__ import annotations
 
 import json
-from types import GenericAlias
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from prefect import task
@@ -20,6 +19,7 @@ from prefect.input import RunInput
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field, create_model
 
+from flowkit_prefect._schema_types import list_of, literal_of
 from flowkit_prefect.agents.executors import ExecutorRegistry, StepContext
 from flowkit_prefect.agents.plan import Plan, PlanStep
 from flowkit_prefect.exceptions import FlowkitError, PlanError
@@ -55,8 +55,8 @@ class PlanResult(BaseModel):
 def _draft_schema(executors: set[str], max_steps: int) -> type[BaseModel]:
     """Steps are numbered by position, so the model only writes numbers it has seen."""
     # types built at run time from the registry: Literal[...] and list[...] as values
-    executor_type: Any = Literal.__getitem__(tuple(sorted(executors)))
-    number_type: Any = Literal.__getitem__(tuple(range(1, max_steps + 1)))
+    executor_type = literal_of(sorted(executors))
+    number_type = literal_of(range(1, max_steps + 1))
     step = create_model(
         "PlannedStep",
         description=(
@@ -65,13 +65,13 @@ def _draft_schema(executors: set[str], max_steps: int) -> type[BaseModel]:
         ),
         executor=(executor_type, Field(description="Which executor runs the step.")),
         depends_on=(
-            GenericAlias(list, (number_type,)),
+            list_of(number_type),
             Field(max_length=max_steps, description="Numbers of earlier steps it needs."),
         ),
     )
     return create_model(
         "PlannedSteps",
-        steps=(GenericAlias(list, (step,)), Field(min_length=1, max_length=max_steps)),
+        steps=(list_of(step), Field(min_length=1, max_length=max_steps)),
     )
 
 

@@ -1,7 +1,6 @@
-"""Flow templates, deployed through the repository's ``prefect.yaml``."""
+"""Flow templates, deployed through the repository's ``prefect.yaml``.
 
-from flowkit_prefect.flows.plan_and_execute import plan_and_execute
-from flowkit_prefect.flows.rag_answer import rag_answer
-from flowkit_prefect.flows.rag_ingest import rag_ingest
-
-__all__ = ["plan_and_execute", "rag_answer", "rag_ingest"]
+Import a template from its module (``flowkit_prefect.flows.rag_answer``) or from the package
+root (``from flowkit_prefect import rag_answer``). This package imports nothing itself, so a
+flow-run process loads only the template it runs.
+"""

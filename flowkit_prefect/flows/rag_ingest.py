@@ -22,6 +22,7 @@ from flowkit_prefect._blockref import resolve_block
 from flowkit_prefect.blocks.embedders import EmbedderBlock
 from flowkit_prefect.blocks.qdrant import QdrantStore
 from flowkit_prefect.exceptions import ConfigurationError
+from flowkit_prefect.flows._document_checks import DocumentChecks, check_documents
 from flowkit_prefect.flows._params import (
     DEFAULT_COLLECTION,
     DEFAULT_EMBEDDER,
@@ -30,7 +31,6 @@ from flowkit_prefect.flows._params import (
     CollectionName,
 )
 from flowkit_prefect.retrieval.chunking import ChunkingOptions
-from flowkit_prefect.retrieval.document_checks import DocumentChecks, check_documents
 from flowkit_prefect.retrieval.loaders import DEFAULT_MAX_FILE_BYTES
 from flowkit_prefect.retrieval.tasks import (
     chunk_documents,

@@ -11,8 +11,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from types import GenericAlias
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
@@ -21,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field, create_model
 
 from flowkit_prefect._logging import run_logger
+from flowkit_prefect._schema_types import list_of, literal_of
 from flowkit_prefect.exceptions import ConfigurationError, ModelOutputError
 from flowkit_prefect.llm import ChatModelSource, LLMTaskConfig, invoke_llm, source_label
 from flowkit_prefect.retrieval.types import Citation, RagAnswer, SearchHit
@@ -129,13 +129,13 @@ def build_messages(question: str, hits: list[SearchHit]) -> list[BaseMessage]:
 def answer_schema(labels: list[str]) -> type[BaseModel]:
     """A reply schema whose ``sources`` can only name the retrieved chunks' labels."""
     # Literal[...] of labels known only at run time: the schema admits no other source
-    label_type: Any = Literal.__getitem__(tuple(labels)) if labels else str
+    label_type = literal_of(labels) if labels else str
     return create_model(
         "CitedAnswer",
         # Bounds keep a small model from rambling to max_tokens and leaving invalid JSON.
         answer=(str, Field(max_length=600, description="The answer, from the documents only.")),
         sources=(
-            GenericAlias(list, (label_type,)),
+            list_of(label_type),
             Field(max_length=max(len(labels), 1), description="Ids of the documents used."),
         ),
         answer_found=(bool, Field(description="False when the documents lack the answer.")),

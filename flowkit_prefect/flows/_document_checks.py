@@ -3,13 +3,15 @@ not embedded."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from pydantic import BaseModel, Field, model_validator
 
 from flowkit_prefect.exceptions import ConfigurationError
 from flowkit_prefect.retrieval.types import SkippedSource, SourceDocument
+
+if TYPE_CHECKING:  # pandas loads when documents are checked, not when the flow is imported
+    import pandas as pd
 
 CHECKPOINT_NAME = "rag-ingest-documents"
 
@@ -62,6 +64,8 @@ def _frame(documents: list[SourceDocument], checks: DocumentChecks) -> pd.DataFr
         data[f"meta.{key}"] = [
             None if d.metadata.get(key) in (None, "") else str(d.metadata[key]) for d in documents
         ]
+    import pandas as pd
+
     return pd.DataFrame(data)
 
 
