@@ -42,7 +42,9 @@ run: install ## start Prefect, deploy the templates, ingest the sample corpus an
 	@$(FLOWKIT) up $(if $(USER_API_URL),--no-server,)
 	@$(PREFECT) --no-prompt block register -m flowkit_prefect >/dev/null && echo "Registered flowkit block types"
 	@$(FLOWKIT) blocks save blocks
-	@$(FLOWKIT) work-pool $(POOL)
+	@$(PREFECT) work-pool inspect $(POOL) >/dev/null 2>&1 && echo "Work pool $(POOL) exists" \
+		|| { $(PREFECT) --no-prompt work-pool create $(POOL) --type process >.flowkit/logs/work-pool.log 2>&1 \
+		&& echo "Created process work pool $(POOL)" || { cat .flowkit/logs/work-pool.log; exit 1; }; }
 	@$(PREFECT) --no-prompt deploy --all >.flowkit/logs/deploy.log 2>&1 \
 		|| { cat .flowkit/logs/deploy.log; exit 1; }; echo "Deployed the templates (rag-ingest, rag-answer, plan-and-execute, code-generation, validated-pipeline, validation-alert) to pool $(POOL)"
 	@$(FLOWKIT) worker $(POOL)

@@ -1,12 +1,15 @@
 """Start and stop the local Prefect server and process worker that ``make run`` uses.
 
-Everything lives under ``.flowkit/`` in the project folder: the server's SQLite database
-(``PREFECT_HOME``), logs and PID files. Processes are started in their own session and stopped
-by their recorded PID (process group), never by name.
+The server is Prefect's background server: ``prefect server start --background`` (its PID file is
+``server.pid`` in ``PREFECT_HOME``, under ``.flowkit/``) and ``prefect server stop``. This module
+adds only what Prefect's commands lack: waiting until the API answers, errors that say what to do
+(port taken, server never healthy, with its output), and a background process worker
+(``prefect worker start`` runs in the foreground only) with a PID file, stopped by that PID.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,6 +24,7 @@ from flowkit_prefect.exceptions import ConfigurationError
 
 DEFAULT_PORT = 4200
 HEALTH_TIMEOUT_SECONDS = 90.0
+PREFECT = str(Path(sys.executable).with_name("prefect"))
 
 
 @dataclass(frozen=True)
@@ -39,15 +43,20 @@ class Stack:
         return self.state_dir / "prefect-home"
 
     @property
+    def server_pid_file(self) -> Path:
+        return self.prefect_home / "server.pid"  # where `prefect server start --background` writes
+
+    @property
+    def worker_pid_file(self) -> Path:
+        return self.state_dir / "pids" / "worker.pid"
+
+    @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 
     @property
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def pid_file(self, name: str) -> Path:
-        return self.state_dir / "pids" / f"{name}.pid"
 
     def log_file(self, name: str) -> Path:
         return self.state_dir / "logs" / f"{name}.log"
@@ -73,106 +82,145 @@ def api_healthy(api_url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs a Prefect command: a PID file can outlive its process (a reboot)
+    and the PID be reused by another program."""
+    try:
+        os.kill(pid, 0)
+        if not Path("/proc/self").exists():
+            return True  # no /proc (macOS): the signal is all there is to check
+        return b"prefect" in Path(f"/proc/{pid}/cmdline").read_bytes()  # empty for a zombie
+    except OSError:
+        return False
+
+
 def _running_pid(pid_file: Path) -> int | None:
     try:
         pid = int(pid_file.read_text().strip())
     except (OSError, ValueError):
         return None
+    return pid if _alive(pid) else None
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not _alive(pid)
+
+
+def _tail(text: str, lines: int = 20) -> str:
+    return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
+
+
+def _prefect(stack: Stack, *args: str, timeout: float = 120.0) -> tuple[int | None, str]:
+    """Run ``prefect *args`` against this stack: its exit code (None on timeout) and last lines."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
-
-
-def _spawn(stack: Stack, name: str, args: list[str], extra_env: dict[str, str]) -> int:
-    stack.pid_file(name).parent.mkdir(parents=True, exist_ok=True)
-    stack.log_file(name).parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **stack.env(), **extra_env}
-    with open(stack.log_file(name), "ab") as log:
-        proc = subprocess.Popen(
-            args,
+        done = subprocess.run(
+            [PREFECT, *args],
             cwd=stack.root,
-            env=env,
+            env={**os.environ, **stack.env()},
             stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so stop() can end its children too
+            capture_output=True,
+            timeout=timeout,
+            start_new_session=True,  # so a Ctrl-C in `make run` does not stop the server it starts
+            check=False,
         )
-    stack.pid_file(name).write_text(str(proc.pid))
-    return proc.pid
+    except subprocess.TimeoutExpired as exc:  # it kept running: what it printed meanwhile
+        return None, _tail(
+            b"".join(part or b"" for part in (exc.stdout, exc.stderr)).decode(errors="replace")
+        )
+    return done.returncode, _tail((done.stdout + done.stderr).decode(errors="replace"))
 
 
 def start_server(stack: Stack) -> str:
-    """Start ``prefect server start`` on 127.0.0.1 unless this stack's server already runs."""
-    if _running_pid(stack.pid_file("server")) and api_healthy(stack.api_url):
-        return f"Prefect server already running at {stack.ui_url}"
+    """``prefect server start --background`` on 127.0.0.1, then wait until its API answers."""
+    running = _running_pid(stack.server_pid_file)
     if api_healthy(stack.api_url):
+        if running:
+            return f"Prefect server already running (pid {running}) at {stack.ui_url}"
         raise ConfigurationError(
             f"Something else already serves a Prefect API on port {stack.port}. Stop it, or use "
             f"it by exporting PREFECT_API_URL={stack.api_url}, or pick another port with "
             "FLOWKIT_PORT=<port>."
         )
-    stack.prefect_home.mkdir(parents=True, exist_ok=True)
-    prefect = str(Path(sys.executable).with_name("prefect"))
-    args = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(stack.port)]
-    pid = _spawn(stack, "server", [*args, "--analytics-off"], {})
+    server = ["server", "start", "--host", "127.0.0.1", "--port", str(stack.port)]
+    if not running:  # a PID file left by a server that died would make Prefect refuse to start
+        stack.server_pid_file.unlink(missing_ok=True)
+        stack.prefect_home.mkdir(parents=True, exist_ok=True)
+        code, out = _prefect(stack, *server, "--background", "--analytics-off")
+        if code != 0 and "already in use" in out:
+            raise ConfigurationError(
+                f"Port {stack.port} is taken by another program. Stop it, or pick another port "
+                "with FLOWKIT_PORT=<port>, or use a Prefect server you run yourself by exporting "
+                "PREFECT_API_URL."
+            )
+        if code != 0:
+            raise ConfigurationError(f"`prefect server start --background` failed:\n{out}")
     deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and _running_pid(stack.server_pid_file):
         if api_healthy(stack.api_url):
+            pid = _running_pid(stack.server_pid_file)
             return f"Started Prefect server (pid {pid}) at {stack.ui_url}"
-        if _running_pid(stack.pid_file("server")) is None:
-            break
         time.sleep(0.5)
-    tail = _tail(stack.log_file("server"))
-    stop_process(stack, "server")
+    stop_server(stack)
+    _, out = _prefect(stack, *server, timeout=30)  # a background server keeps no log
     raise ConfigurationError(
-        f"The Prefect server did not become healthy on {stack.api_url}. Last log lines:\n{tail}"
+        f"The Prefect server did not become healthy on {stack.api_url}. What it prints when "
+        f"started in the foreground:\n{out}"
     )
+
+
+def stop_server(stack: Stack, timeout: float = 20.0) -> str:
+    """``prefect server stop`` for this stack's server, then wait until the process is gone."""
+    if not stack.server_pid_file.exists():
+        return "server: not running"
+    pid = _running_pid(stack.server_pid_file)
+    if pid is None:  # `prefect server stop` would signal whatever now has that PID
+        stack.server_pid_file.unlink(missing_ok=True)
+        return "server: not running (removed a stale PID file)"
+    _prefect(stack, "server", "stop")  # SIGTERM, deletes the PID file, does not wait
+    if not _wait_gone(pid, timeout):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return f"server: stopped (pid {pid})"
 
 
 def start_worker(stack: Stack, pool: str, api_url: str) -> str:
-    """Start a process worker for ``pool`` unless one from this stack already runs."""
-    pid = _running_pid(stack.pid_file("worker"))
+    """Start ``prefect worker start`` for ``pool`` in the background unless ours already runs."""
+    pid = _running_pid(stack.worker_pid_file)
     if pid:
         return f"Worker already running (pid {pid}) on pool {pool!r}"
-    prefect = str(Path(sys.executable).with_name("prefect"))
-    pid = _spawn(
-        stack,
-        "worker",
-        [prefect, "worker", "start", "--pool", pool, "--type", "process"],
-        {"PREFECT_API_URL": api_url, "PREFECT_WORKER_QUERY_SECONDS": "2"},
-    )
-    return f"Started process worker (pid {pid}) on pool {pool!r}; log: {stack.log_file('worker')}"
+    stack.worker_pid_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file = stack.log_file("worker")
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **stack.env(), "PREFECT_API_URL": api_url}
+    env["PREFECT_WORKER_QUERY_SECONDS"] = "2"  # picks up `make run`'s flow runs sooner
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(
+            [PREFECT, "worker", "start", "--pool", pool, "--type", "process"],
+            cwd=stack.root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop_worker() ends its flow runs too
+        )
+    stack.worker_pid_file.write_text(str(proc.pid))
+    return f"Started process worker (pid {proc.pid}) on pool {pool!r}; log: {log_file}"
 
 
-def stop_process(stack: Stack, name: str, timeout: float = 20.0) -> str:
-    """Stop a process this stack started, by its recorded PID (and its process group)."""
-    pid_file = stack.pid_file(name)
+def stop_worker(stack: Stack, timeout: float = 20.0) -> str:
+    """Stop the worker by its recorded PID (and its process group): TERM, then KILL."""
+    pid_file = stack.worker_pid_file
     pid = _running_pid(pid_file)
     if pid is None:
         pid_file.unlink(missing_ok=True)
-        return f"{name}: not running"
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _running_pid(pid_file):
-        time.sleep(0.2)
-    if _running_pid(pid_file):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+        return "worker: not running"
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)  # its own process group: the worker and the flow runs it started
+        if _wait_gone(pid, timeout):
+            break
     pid_file.unlink(missing_ok=True)
-    return f"{name}: stopped (pid {pid})"
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+    return f"worker: stopped (pid {pid})"

@@ -1,11 +1,13 @@
 """``flowkit``: the commands behind ``make run`` / ``make stop``.
 
-flowkit up [--no-server]        start a local Prefect server (SQLite) under .flowkit/
+flowkit up [--no-server]        `prefect server start --background` under .flowkit/, until healthy
 flowkit blocks save [DIR]       save the block documents in DIR (default: blocks/)
-flowkit work-pool NAME          create a process work pool if it is missing
 flowkit worker NAME             start a process worker for the pool, in the background
 flowkit show-answer             print the latest rag-answer artifact and where to see it
-flowkit down                    stop the worker and server that `up`/`worker` started
+flowkit down                    stop that worker, then `prefect server stop`
+
+The work pool is Prefect's: ``prefect work-pool create NAME --type process`` when
+``prefect work-pool inspect NAME`` finds none (an existing pool keeps its settings).
 """
 
 from __future__ import annotations
@@ -52,54 +54,47 @@ def cmd_blocks_save(args: argparse.Namespace) -> None:
         print(f"Saved block {ref}")
 
 
-def cmd_work_pool(args: argparse.Namespace) -> None:
-    from prefect import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists
-
-    with get_client(sync_client=True) as client:
-        try:
-            client.create_work_pool(WorkPoolCreate(name=args.name, type="process"))
-            print(f"Created process work pool {args.name!r}")
-        except ObjectAlreadyExists:
-            print(f"Work pool {args.name!r} exists")
-
-
 def cmd_worker(args: argparse.Namespace) -> None:
     stack = _stack_here()
     print(_stack.start_worker(stack, args.name, _api_url(stack)))
 
 
 def cmd_show_answer(args: argparse.Namespace) -> None:
-    from prefect.artifacts import Artifact
+    """The answer as text with UI links (``prefect artifact inspect`` dumps the raw records)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactCollectionFilter,
+        ArtifactCollectionFilterKey,
+    )
 
     from flowkit_prefect.flows.rag_answer import ANSWER_ARTIFACT_KEY
     from flowkit_prefect.flows.rag_ingest import SUMMARY_ARTIFACT_KEY
 
-    artifact = Artifact.get(ANSWER_ARTIFACT_KEY)
-    ui = _ui_url(_api_url(_stack_here()))
-    if artifact is None:
+    keys = ArtifactCollectionFilterKey(any_=[ANSWER_ARTIFACT_KEY, SUMMARY_ARTIFACT_KEY])
+    with get_client(sync_client=True) as client:
+        found = client.read_latest_artifacts(artifact_filter=ArtifactCollectionFilter(key=keys))
+    latest = {artifact.key: artifact for artifact in found}
+    if ANSWER_ARTIFACT_KEY not in latest:
         raise FlowkitError("No rag-answer artifact yet: run the rag-answer deployment first.")
-    summary = Artifact.get(SUMMARY_ARTIFACT_KEY)
+    answer, summary = latest[ANSWER_ARTIFACT_KEY], latest.get(SUMMARY_ARTIFACT_KEY)
     if summary is not None and summary.description:
         print(f"\nLatest ingest: {summary.description}")
-    print("\n" + "=" * 72)
-    print(str(artifact.data).strip())
-    print("=" * 72)
-    if artifact.flow_run_id:
-        print(f"\nThis run in the Prefect UI: {ui}/runs/flow-run/{artifact.flow_run_id}")
+    print("\n" + "=" * 72 + "\n" + str(answer.data).strip() + "\n" + "=" * 72)
+    ui = _ui_url(_api_url(_stack_here()))
+    if answer.flow_run_id:
+        print(f"\nThis run in the Prefect UI: {ui}/runs/flow-run/{answer.flow_run_id}")
     print(f"All runs:                   {ui}/runs")
     print(f"Artifacts (answer, ingest summary, progress): {ui}/artifacts")
 
 
 def cmd_down(args: argparse.Namespace) -> None:
     stack = _stack_here()
-    for name in ("worker", "server"):
-        print(_stack.stop_process(stack, name))
+    print(_stack.stop_worker(stack))
+    print(_stack.stop_server(stack))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flowkit", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="flowkit", description="The commands behind make run.")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start a local Prefect server under .flowkit/")
     up.add_argument("--no-server", action="store_true", help="use PREFECT_API_URL instead")
@@ -110,9 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
     save = blocks.add_parser("save", help="save the block documents of a folder")
     save.add_argument("folder", nargs="?", default="blocks")
     save.set_defaults(func=cmd_blocks_save)
-    pool = sub.add_parser("work-pool", help="create a process work pool if missing")
-    pool.add_argument("name")
-    pool.set_defaults(func=cmd_work_pool)
     worker = sub.add_parser("worker", help="start a process worker in the background")
     worker.add_argument("name")
     worker.set_defaults(func=cmd_worker)

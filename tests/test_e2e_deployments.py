@@ -44,8 +44,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         print(_stack.start_server(local))
         yield {"stack": local, "env": env, "root": root}
     finally:
-        print(_stack.stop_process(local, "worker"))
-        print(_stack.stop_process(local, "server"))
+        print(_stack.stop_worker(local))
+        print(_stack.stop_server(local))
         os.environ.clear()
         os.environ.update(saved)
 
@@ -68,7 +68,7 @@ def test_deploy_and_run_the_templates(stack: dict) -> None:
     _run([prefect, "--no-prompt", "block", "register", "-m", "flowkit_prefect"], env)
     saved = _run([flowkit, "blocks", "save", "blocks"], env).stdout
     assert "flowkit-qdrant-store/default" in saved
-    _run([flowkit, "work-pool", POOL], env)
+    _run([prefect, "--no-prompt", "work-pool", "create", POOL, "--type", "process"], env)
     deployed = _run([prefect, "--no-prompt", "deploy", "--all"], env)
     assert "rag-ingest/default" in deployed.stdout and "rag-answer/default" in deployed.stdout
     print(_stack.start_worker(local, POOL, local.api_url))
