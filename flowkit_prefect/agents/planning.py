@@ -8,6 +8,7 @@ failed: set explicitly, never silently skipped). The plan with every status is a
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -15,10 +16,12 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.input import RunInput
-from prefect.logging import get_run_logger
+from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field, create_model
 
+from flowkit_prefect._logging import run_logger
 from flowkit_prefect._schema_types import list_of, literal_of
 from flowkit_prefect.agents.executors import ExecutorRegistry, StepContext
 from flowkit_prefect.agents.plan import Plan, PlanStep
@@ -169,7 +172,9 @@ def draft_plan(
             return plan
         except PlanError as exc:
             error = exc
-            get_run_logger().warning("The planner's plan is invalid (%s); asking again", exc)
+            run_logger("flowkit.agents").warning(
+                "The planner's plan is invalid (%s); asking again", exc
+            )
             conversation += [
                 AIMessage(json.dumps(reply.parsed)),
                 HumanMessage(f"That plan is invalid: {exc} Write a corrected plan."),
@@ -226,39 +231,53 @@ def execute_step(
 
 def execute_plan(plan: Plan, registry: ExecutorRegistry, step_retries: int = 1) -> Plan:
     """Run the steps wave by wave; independent steps of a wave run in parallel."""
-    logger = get_run_logger()
+    logger = run_logger("flowkit.agents")
     runner = execute_step.with_options(retries=step_retries, retry_delay_seconds=1)
-    for wave in plan.waves():
-        futures = {}
-        for step_id in wave:
-            step = plan.step(step_id)
-            failed_deps = [
-                d for d in step.depends_on if plan.step(d).status in ("failed", "blocked")
-            ]
-            if failed_deps:
-                step.status = "blocked"
-                step.error = f"blocked: dependency {', '.join(failed_deps)} did not complete"
-                continue
-            step.status = "in_progress"
-            context = StepContext(
-                goal=plan.goal, inputs={d: plan.step(d).output or "" for d in step.depends_on}
-            )
-            futures[step_id] = runner.with_options(
-                task_run_name=f"step {step_id} [{step.executor}]"
-            ).submit(registry, step, context)
-        _publish(plan)
-        for step_id, future in futures.items():
-            step = plan.step(step_id)
-            try:
-                step.output, step.attempts = future.result()
-                step.status = "completed"
-            except Exception as exc:
-                step.attempts = 1 + step_retries
-                step.status = "failed"
-                step.error = f"{type(exc).__name__}: {exc}"
-                logger.warning("Step %s failed: %s", step_id, step.error)
-        _publish(plan)
+    with contextlib.ExitStack() as stack:
+        # Outside a flow run (a notebook, a test) the steps of a wave go to a thread pool.
+        pool = None if FlowRunContext.get() else stack.enter_context(ThreadPoolTaskRunner())
+        for wave in plan.waves():
+            _run_wave(plan, wave, registry, runner, pool, step_retries, logger)
     return plan
+
+
+def _run_wave(
+    plan: Plan,
+    wave: list[str],
+    registry: ExecutorRegistry,
+    runner: Any,
+    pool: ThreadPoolTaskRunner | None,
+    step_retries: int,
+    logger: Any,
+) -> None:
+    """Start the runnable steps of one wave together, then record each one's outcome."""
+    futures = {}
+    for step_id in wave:
+        step = plan.step(step_id)
+        failed_deps = [d for d in step.depends_on if plan.step(d).status in ("failed", "blocked")]
+        if failed_deps:
+            step.status = "blocked"
+            step.error = f"blocked: dependency {', '.join(failed_deps)} did not complete"
+            continue
+        step.status = "in_progress"
+        context = StepContext(
+            goal=plan.goal, inputs={d: plan.step(d).output or "" for d in step.depends_on}
+        )
+        named = runner.with_options(task_run_name=f"step {step_id} [{step.executor}]")
+        arguments = {"registry": registry, "step": step, "context": context}
+        futures[step_id] = pool.submit(named, arguments) if pool else named.submit(**arguments)
+    _publish(plan)
+    for step_id, future in futures.items():
+        step = plan.step(step_id)
+        try:
+            step.output, step.attempts = future.result()
+            step.status = "completed"
+        except Exception as exc:
+            step.attempts = 1 + step_retries
+            step.status = "failed"
+            step.error = f"{type(exc).__name__}: {exc}"
+            logger.warning("Step %s failed: %s", step_id, step.error)
+    _publish(plan)
 
 
 @task(name="summarize-plan", cache_policy=NO_CACHE)
@@ -279,7 +298,9 @@ def summarize_plan(model: Any, plan: Plan) -> str:
         if reply.text.strip():
             return reply.text.strip()
     except Exception as exc:  # the summary must exist even when the model does not answer
-        get_run_logger().warning("Summary model failed (%s); summarizing from statuses", exc)
+        run_logger("flowkit.agents").warning(
+            "Summary model failed (%s); summarizing from statuses", exc
+        )
     return f"Plan for '{plan.goal}':\n{facts}"
 
 

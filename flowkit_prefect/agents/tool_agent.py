@@ -18,10 +18,11 @@ from langchain_core.tools import BaseTool
 from langchain_core.tools import tool as as_tool
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.input import RunInput
-from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
+from flowkit_prefect._logging import run_logger
 from flowkit_prefect.blocks.chat_models import ChatModelBlock
 from flowkit_prefect.exceptions import ConfigurationError
 from flowkit_prefect.llm.config import LLMTaskConfig
@@ -103,7 +104,12 @@ def run_tool_agent(
     if not by_name:
         raise ConfigurationError("A tool agent needs at least one tool.")
     needs_approval = set(by_name) if approve_tools is True else set(approve_tools or [])
-    logger = get_run_logger()
+    if needs_approval and FlowRunContext.get() is None:
+        raise ConfigurationError(
+            "Approving tool calls pauses the flow run until a person answers in the UI: call "
+            "run_tool_agent inside a @flow, or pass approve_tools=False."
+        )
+    logger = run_logger("flowkit.agents")
     conversation: list[BaseMessage] = [SystemMessage(system_prompt)]
     conversation += [HumanMessage(task_text)] if isinstance(task_text, str) else list(task_text)
     steps: list[AgentStep] = []

@@ -37,9 +37,9 @@ from langchain_core.messages import BaseMessage
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
+from flowkit_prefect._logging import run_logger
 from flowkit_prefect.blocks.chat_models import ChatModelBlock
 from flowkit_prefect.codegen import prompts
 from flowkit_prefect.codegen.problem import CodeProblem, assemble_solution, extract_code
@@ -263,7 +263,7 @@ class _Run:
         self.report: SandboxReport | None = None
         self.tested: list[TestCase] = []  # the tests ``report`` ran ``code`` against
         self.stop_reason: StopReason | None = None
-        self.logger = get_run_logger()
+        self.logger = run_logger("flowkit.codegen")
 
     def ask(self, stage: str, messages: list[BaseMessage], output_type: Any = None) -> Any:
         """One model call of ``stage`` within the budget (structured repairs count as calls)."""

@@ -373,15 +373,3 @@ def _clean(code: str) -> str:
 
 def _squash(text: str) -> str:
     return " ".join(text.split())
-
-
-_MOVED_TO_HUMANEVAL = frozenset({"ParsedExample", "docstring_tests", "load_humaneval"})
-
-
-def __getattr__(name: str) -> Any:
-    """Names that moved to ``flowkit_prefect.codegen.humaneval``, still importable from here."""
-    if name in _MOVED_TO_HUMANEVAL:
-        from flowkit_prefect.codegen import humaneval
-
-        return getattr(humaneval, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

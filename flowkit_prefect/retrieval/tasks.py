@@ -27,10 +27,10 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.logging import get_run_logger
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, Field
 
+from flowkit_prefect._logging import run_logger
 from flowkit_prefect._retry import retry_on_transient
 from flowkit_prefect.blocks.qdrant import QdrantStore
 from flowkit_prefect.exceptions import ConfigurationError
@@ -80,7 +80,7 @@ def load_documents(
         if folder is not None
         else load_records(records or [])
     )
-    logger = get_run_logger()
+    logger = run_logger("flowkit.retrieval")
     logger.info(
         "Found %d inputs: %d documents, %d skipped",
         result.found,
@@ -98,7 +98,9 @@ def chunk_documents(
 ) -> list[Chunk]:
     """Split documents into chunks whose ids derive from scope, source and content."""
     chunks = split_documents(documents, options or ChunkingOptions(), scope)
-    get_run_logger().info("Split %d documents into %d chunks", len(documents), len(chunks))
+    run_logger("flowkit.retrieval").info(
+        "Split %d documents into %d chunks", len(documents), len(chunks)
+    )
     return chunks
 
 
@@ -136,7 +138,7 @@ def prepare_upserts(
         new_sources=sorted(changed - sources_present),
         collection_created=created,
     )
-    get_run_logger().info(
+    run_logger("flowkit.retrieval").info(
         "Collection %r: %d chunks to write (%d new, %d changed, %d unchanged documents)",
         collection,
         len(to_write),
@@ -161,7 +163,7 @@ def embed_and_upsert(
     vectors = embeddings.embed_documents([chunk.text for chunk in chunks])
     with store.session() as client:
         written = qdrant_ops.upsert_chunks(client, collection, chunks, vectors, scope)
-    get_run_logger().debug("Upserted %d chunks into %r", written, collection)
+    run_logger("flowkit.retrieval").debug("Upserted %d chunks into %r", written, collection)
     return written
 
 
@@ -193,7 +195,7 @@ def delete_stale_chunks(
                 qdrant_ops.delete_stale(client, collection, scope, [], sources=list(gone))
                 deleted.update(gone)
     if deleted:
-        get_run_logger().info("Deleted stale chunks: %s", deleted)
+        run_logger("flowkit.retrieval").info("Deleted stale chunks: %s", deleted)
     return deleted
 
 
@@ -226,5 +228,7 @@ def search_chunks(
             conditions=filter,
             score_threshold=score_threshold,
         )
-    get_run_logger().info("Found %d chunks for the query in %r", len(hits), collection)
+    run_logger("flowkit.retrieval").info(
+        "Found %d chunks for the query in %r", len(hits), collection
+    )
     return hits

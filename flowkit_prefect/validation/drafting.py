@@ -43,9 +43,9 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.logging import get_run_logger
 
 from flowkit_prefect._atomic import write_json_atomically
+from flowkit_prefect._logging import run_logger
 from flowkit_prefect.blocks.chat_models import ChatModelBlock
 from flowkit_prefect.exceptions import ConfigurationError, ModelOutputError, SuiteDraftError
 from flowkit_prefect.llm.config import LLMTaskConfig
@@ -189,7 +189,7 @@ def draft_suite(
         key=draft_artifact_key(name),
         description=f"{DRAFT_BANNER}: GX suite {name!r} drafted by {reply.model}",
     )
-    get_run_logger().info(
+    run_logger("flowkit.validation").info(
         "Drafted suite %r: %d accepted, %d rejected (%d fail on the sample); review before use",
         name,
         len(accepted),
