@@ -71,15 +71,18 @@ test-fast: install ## the tests without the end-to-end deployment and offline-mo
 	$(TEST_ENV) $(PY) -m pytest -ra -m "not e2e and not local_model"
 
 bench: install ## run the benchmarks (outside the test suite)
+	$(PY) benchmarks/bench_import.py
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_llm_fanout.py
 	$(PY) benchmarks/bench_humaneval.py --model canonical
 	$(PY) benchmarks/bench_humaneval.py --model broken-first
 	$(PY) benchmarks/bench_validation.py
 
-lint: install ## ruff lint and format check
+lint: install ## ruff (lint + format), pyright (types) and the import contracts (layers)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pyright
+	$(VENV)/bin/lint-imports
 
 format: install ## apply ruff formatting and fixes
 	$(VENV)/bin/ruff format .
