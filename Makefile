@@ -21,6 +21,9 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
 export CMAKE_BUILD_PARALLEL_LEVEL := 2
+# llama.cpp is built for portable x86-64 (AVX2/FMA), not -march=native: on machines that advertise
+# AMX but do not let a process use it (some VMs), a native build dies in `ldtilecfg` (SIGSEGV).
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .DEFAULT_GOAL := help
 .PHONY: help install run stop test test-fast bench lint format clean

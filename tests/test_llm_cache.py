@@ -7,7 +7,7 @@ import pytest
 from langchain_core.callbacks import StdOutCallbackHandler
 from langchain_core.messages import HumanMessage
 
-from flowkit_prefect.llm.cache import llm_cache_key
+from flowkit_prefect.llm import llm_cache_key
 from flowkit_prefect.models.local_llm import ChatLocalLlama
 from flowkit_prefect.testing import FakeChatModel
 
@@ -62,7 +62,7 @@ def test_credentials_timeouts_and_clients_do_not_change_the_key(
 
 
 def test_no_secret_reaches_the_fingerprint() -> None:
-    from flowkit_prefect.llm.cache import model_fingerprint
+    from flowkit_prefect.llm._cache import model_fingerprint
 
     text = repr(model_fingerprint(langchain_openai.ChatOpenAI(**BASE)))
     assert "sk-first" not in text

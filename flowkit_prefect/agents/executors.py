@@ -69,7 +69,7 @@ class ExecutorRegistry:
 
 def llm_executor(model: Any) -> Executor:
     """A plain model call on the step's prompt."""
-    from flowkit_prefect.llm.tasks import invoke_llm
+    from flowkit_prefect.llm import invoke_llm
 
     def run(step: PlanStep, context: StepContext) -> str:
         return invoke_llm(model, context.prompt(step), config={"task_name": "step-llm"}).text

@@ -26,7 +26,7 @@ from flowkit_prefect._schema_types import list_of, literal_of
 from flowkit_prefect.agents.executors import ExecutorRegistry, StepContext
 from flowkit_prefect.agents.plan import Plan, PlanStep
 from flowkit_prefect.exceptions import FlowkitError, PlanError
-from flowkit_prefect.llm.tasks import invoke_llm
+from flowkit_prefect.llm import invoke_llm
 
 PLAN_ARTIFACT_KEY = "plan-status"
 PLANNER_SYSTEM = """You are a planner. Break the goal into a few concrete steps.

@@ -25,8 +25,7 @@ from pydantic import BaseModel, Field
 from flowkit_prefect._logging import run_logger
 from flowkit_prefect.blocks.chat_models import ChatModelBlock
 from flowkit_prefect.exceptions import ConfigurationError
-from flowkit_prefect.llm.config import LLMTaskConfig
-from flowkit_prefect.llm.tasks import invoke_llm
+from flowkit_prefect.llm import LLMTaskConfig, invoke_llm
 
 DEFAULT_AGENT_SYSTEM = (
     "You are a careful assistant. Use the tools when they help; when you have the answer, "

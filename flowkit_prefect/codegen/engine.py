@@ -52,8 +52,7 @@ from flowkit_prefect.codegen.sandbox import (
     run_in_sandbox,
 )
 from flowkit_prefect.exceptions import ConfigurationError, ModelOutputError
-from flowkit_prefect.llm.config import LLMTaskConfig
-from flowkit_prefect.llm.tasks import invoke_llm
+from flowkit_prefect.llm import LLMTaskConfig, invoke_llm
 
 StopReason = Literal[
     "all_tests_passed", "no_tests", "iteration_budget", "model_call_budget", "no_valid_code"

@@ -1,10 +1,10 @@
 """LLM calls as Prefect tasks: one config object, transient-only retries, real timeouts,
 input-keyed caching, structured output with bounded repair, model fallback, usage and cost."""
 
-from flowkit_prefect.llm.cache import LLMCallCachePolicy, llm_cache_key
-from flowkit_prefect.llm.config import DEFAULT_LLM_TASK_CONFIG, LLMTaskConfig
-from flowkit_prefect.llm.fanout import amap_llm, map_llm
-from flowkit_prefect.llm.tasks import (
+from flowkit_prefect.llm._cache import LLMCallCachePolicy, llm_cache_key
+from flowkit_prefect.llm._config import DEFAULT_LLM_TASK_CONFIG, LLMTaskConfig
+from flowkit_prefect.llm._fanout import amap_llm, map_llm
+from flowkit_prefect.llm._tasks import (
     ChatModelSource,
     LLMResult,
     ainvoke_llm,
@@ -12,7 +12,7 @@ from flowkit_prefect.llm.tasks import (
     invoke_llm,
     source_label,
 )
-from flowkit_prefect.llm.usage import (
+from flowkit_prefect.llm._usage import (
     Budget,
     CallUsage,
     UsageTracker,

@@ -48,8 +48,7 @@ from flowkit_prefect._atomic import write_json_atomically
 from flowkit_prefect._logging import run_logger
 from flowkit_prefect.blocks.chat_models import ChatModelBlock
 from flowkit_prefect.exceptions import ConfigurationError, ModelOutputError, SuiteDraftError
-from flowkit_prefect.llm.config import LLMTaskConfig
-from flowkit_prefect.llm.tasks import invoke_llm
+from flowkit_prefect.llm import LLMTaskConfig, invoke_llm
 from flowkit_prefect.validation._draft_models import (
     DraftedExpectation,
     ProposedExpectation,

@@ -15,9 +15,9 @@ from pydantic import BaseModel
 
 from flowkit_prefect.blocks.chat_models import ChatModelBlock
 from flowkit_prefect.exceptions import ConfigurationError
-from flowkit_prefect.llm.config import LLMTaskConfig
-from flowkit_prefect.llm.gate import CallGate, use_gate
-from flowkit_prefect.llm.tasks import LLMResult, ainvoke_llm
+from flowkit_prefect.llm._config import LLMTaskConfig
+from flowkit_prefect.llm._gate import CallGate, use_gate
+from flowkit_prefect.llm._tasks import LLMResult, ainvoke_llm
 
 Prompt = str | Sequence[BaseMessage]
 Model = BaseChatModel | ChatModelBlock | Sequence[BaseChatModel | ChatModelBlock]

@@ -45,10 +45,10 @@ from pydantic import BaseModel, Field
 from flowkit_prefect._retry import is_transient, retry_on_transient
 from flowkit_prefect.blocks.chat_models import ChatModelBlock
 from flowkit_prefect.exceptions import ConfigurationError, ModelOutputError
-from flowkit_prefect.llm.cache import LLMCallCachePolicy
-from flowkit_prefect.llm.config import LLMTaskConfig, ResolvedLLMTaskConfig, resolve_config
-from flowkit_prefect.llm.gate import model_call_slot
-from flowkit_prefect.llm.usage import CallUsage, current_tracker, emit_call_event
+from flowkit_prefect.llm._cache import LLMCallCachePolicy
+from flowkit_prefect.llm._config import LLMTaskConfig, ResolvedLLMTaskConfig, resolve_config
+from flowkit_prefect.llm._gate import model_call_slot
+from flowkit_prefect.llm._usage import CallUsage, current_tracker, emit_call_event
 
 logger = get_logger("flowkit.llm")
 
