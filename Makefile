@@ -43,7 +43,7 @@ install: $(VENV)/.installed ## create .venv and install the package with everyth
 run: install ## start Prefect, deploy the templates, ingest the sample corpus and answer a question
 	@mkdir -p .flowkit/logs
 	@$(FLOWKIT) up $(if $(USER_API_URL),--no-server,)
-	@$(PREFECT) --no-prompt block register -m flowkit_prefect >/dev/null && echo "Registered flowkit block types"
+	@$(PREFECT) --no-prompt block register -m flowkit_prefect.blocks >/dev/null && echo "Registered flowkit block types"
 	@$(FLOWKIT) blocks save blocks
 	@$(PREFECT) work-pool inspect $(POOL) >/dev/null 2>&1 && echo "Work pool $(POOL) exists" \
 		|| { $(PREFECT) --no-prompt work-pool create $(POOL) --type process >.flowkit/logs/work-pool.log 2>&1 \

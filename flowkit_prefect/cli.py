@@ -19,10 +19,11 @@ from pathlib import Path
 
 from flowkit_prefect import _stack
 from flowkit_prefect.exceptions import FlowkitError
+from flowkit_prefect.settings import get_settings
 
 
 def _stack_here() -> _stack.Stack:
-    return _stack.Stack(Path.cwd(), int(os.environ.get("FLOWKIT_PORT", _stack.DEFAULT_PORT)))
+    return _stack.Stack(Path.cwd(), get_settings().port)
 
 
 def _api_url(stack: _stack.Stack) -> str:

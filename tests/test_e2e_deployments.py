@@ -65,7 +65,7 @@ def _preset(name: str) -> dict:
 def test_deploy_and_run_the_templates(stack: dict) -> None:
     env, local = stack["env"], stack["stack"]
     prefect, flowkit = str(BIN / "prefect"), str(BIN / "flowkit")
-    _run([prefect, "--no-prompt", "block", "register", "-m", "flowkit_prefect"], env)
+    _run([prefect, "--no-prompt", "block", "register", "-m", "flowkit_prefect.blocks"], env)
     saved = _run([flowkit, "blocks", "save", "blocks"], env).stdout
     assert "flowkit-qdrant-store/default" in saved
     _run([prefect, "--no-prompt", "work-pool", "create", POOL, "--type", "process"], env)

@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -37,12 +36,19 @@ from langchain_core.messages import BaseMessage
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field
 
 from flowkit_prefect._logging import run_logger
 from flowkit_prefect.blocks.chat_models import ChatModelBlock
 from flowkit_prefect.codegen import prompts
+from flowkit_prefect.codegen._proposed_tests import validate_proposed_tests
 from flowkit_prefect.codegen.problem import CodeProblem, assemble_solution, extract_code
+from flowkit_prefect.codegen.results import (
+    CodeGenOptions,
+    CodeGenResult,
+    StageRecord,
+    StopReason,
+    TestRow,
+)
 from flowkit_prefect.codegen.sandbox import (
     CodeSandbox,
     SandboxReport,
@@ -53,76 +59,6 @@ from flowkit_prefect.codegen.sandbox import (
 )
 from flowkit_prefect.exceptions import ConfigurationError, ModelOutputError
 from flowkit_prefect.llm import LLMTaskConfig, invoke_llm
-
-StopReason = Literal[
-    "all_tests_passed", "no_tests", "iteration_budget", "model_call_budget", "no_valid_code"
-]
-
-
-class CodeGenOptions(BaseModel):
-    """Which stages run and how much they may spend."""
-
-    reflect: bool = Field(default=True, description="Restate the problem and its edge cases.")
-    approaches: int = Field(
-        default=3, ge=0, le=6, description="Candidate approaches to propose (0 skips the stage)."
-    )
-    generate_tests: bool = Field(
-        default=True, description="Ask the model for extra tests (validated before use)."
-    )
-    max_generated_tests: int = Field(default=6, ge=1, le=30)
-    initial_attempts: int = Field(
-        default=3, ge=1, le=10, description="Tries at a first solution that loads and passes."
-    )
-    max_iterations: int = Field(
-        default=6, ge=0, le=50, description="Fix attempts in total, public and generated tests."
-    )
-    max_model_calls: int = Field(
-        default=20, ge=1, le=500, description="Model calls in total, repairs included."
-    )
-
-
-class TestRow(BaseModel):
-    """One test of the final report."""
-
-    name: str
-    kind: Literal["public", "generated", "hidden"]
-    passed: bool
-    error: str | None = None
-
-
-class StageRecord(BaseModel):
-    """What one stage did."""
-
-    stage: str
-    status: Literal["done", "skipped", "failed"]
-    detail: str = ""
-
-
-class CodeGenResult(BaseModel):
-    """The best solution found, how it fares on every test, and why the loop stopped."""
-
-    task_id: str | None = None
-    entry_point: str
-    code: str
-    verdict: str = Field(description="The sandbox verdict of the best solution's last run.")
-    stop_reason: StopReason
-    tests: list[TestRow] = Field(description="Public and accepted generated tests.")
-    evaluation: list[TestRow] = Field(
-        default_factory=list, description="Hidden tests: run once at the end, never shown."
-    )
-    model_calls: int
-    iterations: int
-    stages: list[StageRecord]
-
-    @property
-    def public_passed(self) -> bool:
-        """Every public test passes."""
-        return all(t.passed for t in self.tests if t.kind == "public")
-
-    @property
-    def evaluation_passed(self) -> bool | None:
-        """Every hidden test passes (None when there were none)."""
-        return all(t.passed for t in self.evaluation) if self.evaluation else None
 
 
 class _OutOfCalls(Exception):
@@ -168,74 +104,6 @@ def _failure_text(report: SandboxReport, tests: Sequence[TestCase], limit: int =
         source = test.code.strip() if test else outcome.name
         lines.append(f"- `{source}` -> {outcome.error or 'failed'}")
     return "\n".join(lines)
-
-
-def _is_literal(node: ast.AST) -> bool:
-    try:
-        ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False
-    return True
-
-
-def validate_proposed_tests(
-    proposed: Sequence[prompts.ProposedTest],
-    entry_point: str,
-    public: Sequence[TestCase],
-    limit: int,
-) -> tuple[list[TestCase], list[tuple[str, str]]]:
-    """Keep proposed tests that are a literal-argument call of ``entry_point`` with a literal
-    expected value, not duplicated and not contradicting a public test; say why others went."""
-    known: dict[str, str] = {}
-    for test in public:  # public "assert f(x) == y" tests: the ground truth for their calls
-        try:
-            node = ast.parse(test.code.strip()).body
-        except SyntaxError:
-            continue
-        if len(node) == 1 and isinstance(node[0], ast.Assert):
-            check = node[0].test
-            if isinstance(check, ast.Compare) and isinstance(check.ops[0], ast.Eq):
-                known[ast.dump(check.left)] = ast.dump(check.comparators[0])
-    accepted: list[TestCase] = []
-    rejected: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for item in proposed:
-        label = f"{item.call} == {item.expected}"
-        try:
-            call = ast.parse(item.call.strip(), mode="eval").body
-            expected = ast.parse(item.expected.strip(), mode="eval").body
-        except SyntaxError as exc:
-            rejected.append((label, f"not valid Python: {exc.msg}"))
-            continue
-        if not (
-            isinstance(call, ast.Call)
-            and isinstance(call.func, ast.Name)
-            and call.func.id == entry_point
-        ):
-            rejected.append((label, f"not a call of {entry_point}"))
-        elif not all(_is_literal(a) for a in [*call.args, *(k.value for k in call.keywords)]):
-            rejected.append((label, "arguments must be literals"))
-        elif not _is_literal(expected):
-            rejected.append((label, "the expected value must be a literal"))
-        elif (key := ast.dump(call)) in seen:
-            rejected.append((label, "duplicate"))
-        elif key in known:
-            same = known[key] == ast.dump(expected)
-            rejected.append(
-                (label, "already a public test" if same else "contradicts a public test")
-            )
-        elif len(accepted) >= limit:
-            rejected.append((label, f"over the limit of {limit} generated tests"))
-        else:
-            seen.add(key)
-            value = ast.literal_eval(expected)
-            code = (
-                f"import math\nassert math.isclose({ast.unparse(call)}, {value!r}, rel_tol=1e-6)"
-                if isinstance(value, float)
-                else f"assert {ast.unparse(call)} == {ast.unparse(expected)}"
-            )
-            accepted.append(TestCase(name=f"generated-{len(accepted) + 1}", code=code))
-    return accepted, rejected
 
 
 class _Run:

@@ -10,9 +10,10 @@ from prefect.artifacts import create_markdown_artifact
 from flowkit_prefect._blockref import resolve_block
 from flowkit_prefect.blocks.chat_models import ChatModelBlock
 from flowkit_prefect.blocks.sandboxes import CodeSandbox
-from flowkit_prefect.codegen.engine import CodeGenOptions, CodeGenResult, generate_code
+from flowkit_prefect.codegen.engine import generate_code
 from flowkit_prefect.codegen.humaneval import load_humaneval
 from flowkit_prefect.codegen.problem import CodeProblem, TestCase
+from flowkit_prefect.codegen.results import CodeGenOptions, CodeGenResult
 from flowkit_prefect.exceptions import ConfigurationError
 from flowkit_prefect.flows._params import DEFAULT_CHAT_MODEL, DEFAULT_SANDBOX, BlockRef
 
