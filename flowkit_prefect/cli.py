@@ -70,8 +70,10 @@ def cmd_show_answer(args: argparse.Namespace) -> None:
 
     from flowkit_prefect.flows.rag_answer import ANSWER_ARTIFACT_KEY
     from flowkit_prefect.flows.rag_ingest import SUMMARY_ARTIFACT_KEY
+    from flowkit_prefect.llm import USAGE_ARTIFACT_KEY
 
-    keys = ArtifactCollectionFilterKey(any_=[ANSWER_ARTIFACT_KEY, SUMMARY_ARTIFACT_KEY])
+    wanted = [ANSWER_ARTIFACT_KEY, SUMMARY_ARTIFACT_KEY, USAGE_ARTIFACT_KEY]
+    keys = ArtifactCollectionFilterKey(any_=wanted)
     with get_client(sync_client=True) as client:
         found = client.read_latest_artifacts(artifact_filter=ArtifactCollectionFilter(key=keys))
     latest = {artifact.key: artifact for artifact in found}
@@ -81,6 +83,9 @@ def cmd_show_answer(args: argparse.Namespace) -> None:
     if summary is not None and summary.description:
         print(f"\nLatest ingest: {summary.description}")
     print("\n" + "=" * 72 + "\n" + str(answer.data).strip() + "\n" + "=" * 72)
+    usage = latest.get(USAGE_ARTIFACT_KEY)
+    if usage is not None and usage.flow_run_id == answer.flow_run_id and usage.description:
+        print(f"\n{usage.description} (the flowkit-llm-usage artifact of this run)")
     ui = _ui_url(_api_url(_stack_here()))
     if answer.flow_run_id:
         print(f"\nThis run in the Prefect UI: {ui}/runs/flow-run/{answer.flow_run_id}")

@@ -13,6 +13,7 @@ from flowkit_prefect.llm._tasks import (
     source_label,
 )
 from flowkit_prefect.llm._usage import (
+    USAGE_ARTIFACT_KEY,
     Budget,
     CallUsage,
     UsageTracker,
@@ -22,6 +23,7 @@ from flowkit_prefect.llm._usage import (
 
 __all__ = [
     "DEFAULT_LLM_TASK_CONFIG",
+    "USAGE_ARTIFACT_KEY",
     "Budget",
     "CallUsage",
     "ChatModelSource",
