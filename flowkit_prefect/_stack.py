@@ -1,10 +1,11 @@
 """Start and stop the local Prefect server and process worker that ``make run`` uses.
 
-The server is Prefect's background server: ``prefect server start --background`` (its PID file is
-``server.pid`` in ``PREFECT_HOME``, under ``.flowkit/``) and ``prefect server stop``. This module
-adds only what Prefect's commands lack: waiting until the API answers, errors that say what to do
-(port taken, server never healthy, with its output), and a background process worker
-(``prefect worker start`` runs in the foreground only) with a PID file, stopped by that PID.
+The server is ``prefect server start`` with its PID in Prefect's own PID file (``server.pid`` in
+``PREFECT_HOME``, under ``.flowkit/``), so ``prefect server stop`` stops it. This module adds only
+what Prefect's commands lack: a server that keeps a log and outlives the command that started it,
+waiting until the API answers, errors that say what to do (port taken, server never healthy, with
+its log), and a background process worker (``prefect worker start`` runs in the foreground only)
+with a PID file, stopped by that PID.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -94,6 +96,17 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _port_free(port: int) -> bool:
+    """True when nothing listens on 127.0.0.1:``port`` (as Prefect itself checks, by binding)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _running_pid(pid_file: Path) -> int | None:
     try:
         pid = int(pid_file.read_text().strip())
@@ -134,7 +147,13 @@ def _prefect(stack: Stack, *args: str, timeout: float = 120.0) -> tuple[int | No
 
 
 def start_server(stack: Stack) -> str:
-    """``prefect server start --background`` on 127.0.0.1, then wait until its API answers."""
+    """Start ``prefect server start`` on 127.0.0.1 with its output in ``.flowkit/logs/server.log``
+    and its PID where ``prefect server stop`` looks (``PREFECT_HOME/server.pid``); then wait until
+    its API answers.
+
+    Not ``--background``: Prefect's background server writes to pipes nobody reads once the
+    starting command exits, so it keeps no log and (seen here) dies when it logs a lot later.
+    """
     running = _running_pid(stack.server_pid_file)
     if api_healthy(stack.api_url):
         if running:
@@ -144,30 +163,40 @@ def start_server(stack: Stack) -> str:
             f"it by exporting PREFECT_API_URL={stack.api_url}, or pick another port with "
             "FLOWKIT_PORT=<port>."
         )
-    server = ["server", "start", "--host", "127.0.0.1", "--port", str(stack.port)]
-    if not running:  # a PID file left by a server that died would make Prefect refuse to start
+    log_file = stack.log_file("server")
+    if not running and not _port_free(stack.port):
+        raise ConfigurationError(
+            f"Port {stack.port} is taken by another program. Stop it, or pick another port "
+            "with FLOWKIT_PORT=<port>, or use a Prefect server you run yourself by exporting "
+            "PREFECT_API_URL."
+        )
+    if not running:  # a PID file left by a server that died is stale
         stack.server_pid_file.unlink(missing_ok=True)
         stack.prefect_home.mkdir(parents=True, exist_ok=True)
-        code, out = _prefect(stack, *server, "--background", "--analytics-off")
-        if code != 0 and "already in use" in out:
-            raise ConfigurationError(
-                f"Port {stack.port} is taken by another program. Stop it, or pick another port "
-                "with FLOWKIT_PORT=<port>, or use a Prefect server you run yourself by exporting "
-                "PREFECT_API_URL."
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        args = ["server", "start", "--host", "127.0.0.1", "--port", str(stack.port)]
+        with open(log_file, "ab") as log:
+            proc = subprocess.Popen(
+                [PREFECT, *args, "--analytics-off"],
+                cwd=stack.root,
+                env={**os.environ, **stack.env()},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C in `make run` does not stop it
             )
-        if code != 0:
-            raise ConfigurationError(f"`prefect server start --background` failed:\n{out}")
+        stack.server_pid_file.write_text(str(proc.pid))
     deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS
     while time.monotonic() < deadline and _running_pid(stack.server_pid_file):
         if api_healthy(stack.api_url):
             pid = _running_pid(stack.server_pid_file)
-            return f"Started Prefect server (pid {pid}) at {stack.ui_url}"
+            return f"Started Prefect server (pid {pid}) at {stack.ui_url}; log: {log_file}"
         time.sleep(0.5)
     stop_server(stack)
-    _, out = _prefect(stack, *server, timeout=30)  # a background server keeps no log
+    tail = _tail(log_file.read_text(errors="replace")) if log_file.exists() else "(no output)"
     raise ConfigurationError(
-        f"The Prefect server did not become healthy on {stack.api_url}. What it prints when "
-        f"started in the foreground:\n{out}"
+        f"The Prefect server did not become healthy on {stack.api_url}. Last lines of "
+        f"{log_file}:\n{tail}"
     )
 
 
@@ -181,8 +210,8 @@ def stop_server(stack: Stack, timeout: float = 20.0) -> str:
         return "server: not running (removed a stale PID file)"
     _prefect(stack, "server", "stop")  # SIGTERM, deletes the PID file, does not wait
     if not _wait_gone(pid, timeout):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)  # its own process group (start_new_session)
     return f"server: stopped (pid {pid})"
 
 
