@@ -7,15 +7,8 @@ import ast
 from collections.abc import Sequence
 
 from flowkit_prefect.codegen import prompts
+from flowkit_prefect.codegen.problem import is_literal
 from flowkit_prefect.codegen.sandbox import TestCase
-
-
-def _is_literal(node: ast.AST) -> bool:
-    try:
-        ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False
-    return True
 
 
 def validate_proposed_tests(
@@ -53,9 +46,9 @@ def validate_proposed_tests(
             and call.func.id == entry_point
         ):
             rejected.append((label, f"not a call of {entry_point}"))
-        elif not all(_is_literal(a) for a in [*call.args, *(k.value for k in call.keywords)]):
+        elif not all(is_literal(a) for a in [*call.args, *(k.value for k in call.keywords)]):
             rejected.append((label, "arguments must be literals"))
-        elif not _is_literal(expected):
+        elif not is_literal(expected):
             rejected.append((label, "the expected value must be a literal"))
         elif (key := ast.dump(call)) in seen:
             rejected.append((label, "duplicate"))

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flowkit_prefect.codegen.problem import CodeProblem
+from flowkit_prefect.codegen.problem import CodeProblem, is_literal
 from flowkit_prefect.codegen.sandbox import TestCase
 from flowkit_prefect.exceptions import ConfigurationError, MissingDependencyError
 
@@ -254,7 +254,7 @@ def _doctest_test(
             isinstance(value, ast.Compare)
             and len(value.ops) == 1
             and isinstance(value.ops[0], ast.Eq)
-            and _is_literal(value.comparators[0])
+            and is_literal(value.comparators[0])
         ):
             # `>>> f(x) == y` with no output line: the writer meant "f(x) equals y".
             return _assertion(source, ast.unparse(value.left), value.comparators[0], prefix)
@@ -284,14 +284,6 @@ def _calls(expr: ast.AST, name: str) -> bool:
         isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == name
         for n in ast.walk(expr)
     )
-
-
-def _is_literal(node: ast.AST) -> bool:
-    try:
-        ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False
-    return True
 
 
 def _assertion(source: str, expr: str, expected: ast.expr, prefix: str = "") -> ParsedExample:
@@ -333,7 +325,7 @@ def _parse_expected(text: str) -> ast.expr | None:
             node = ast.parse(candidate, mode="eval").body
         except SyntaxError:
             continue
-        if not _is_literal(node):
+        if not is_literal(node):
             continue
         if (
             candidate.startswith("(")
@@ -399,7 +391,7 @@ def _call_line(lines: list[str], i: int, first: str, entry_point: str) -> tuple[
     source = " ".join(text.split())
     node = ast.parse(call, mode="eval").body
     assert isinstance(node, ast.Call)
-    if not all(_is_literal(arg) for arg in [*node.args, *(k.value for k in node.keywords)]):
+    if not all(is_literal(arg) for arg in [*node.args, *(k.value for k in node.keywords)]):
         return ParsedExample(source, skipped="arguments are not literals"), used
     arrow = _ARROW.match(rest)
     if not arrow:
@@ -461,7 +453,7 @@ def _named_call(
         values = [by_name[name] for name in parameters]
     else:
         return ParsedExample(source, skipped="arguments do not match the parameters")
-    if not all(_is_literal(value) for value in values):
+    if not all(is_literal(value) for value in values):
         return ParsedExample(source, skipped="arguments are not literals")
     expected = _parse_expected(expected_text)
     if expected is None:

@@ -373,3 +373,12 @@ def _clean(code: str) -> str:
 
 def _squash(text: str) -> str:
     return " ".join(text.split())
+
+
+def is_literal(node: ast.AST) -> bool:
+    """True when ``node`` is a Python literal (what ``ast.literal_eval`` accepts)."""
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True

@@ -15,7 +15,7 @@ import threading
 import uuid
 
 from flowkit_prefect.blocks.sandboxes import DockerSandbox
-from flowkit_prefect.codegen.sandbox._jobs import SandboxJob, harness_source
+from flowkit_prefect.codegen.sandbox._jobs import SandboxJob, harness_source, sandbox_env
 from flowkit_prefect.codegen.sandbox._proc import NOBODY, has_exited
 from flowkit_prefect.codegen.sandbox._report import build_report
 from flowkit_prefect.codegen.sandbox._supervise import supervise
@@ -71,18 +71,7 @@ def _command(sandbox: DockerSandbox, docker: str, name: str) -> list[str]:
     cpu = int(sandbox.cpu_seconds + 0.999)
     file_size = sandbox.file_size_mb << 20
     memory = f"{sandbox.memory_mb + 64}m"
-    container_env = {
-        "HOME": "/sandbox",
-        "TMPDIR": "/sandbox",
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "PYTHONHASHSEED": "0",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONSAFEPATH": "1",
-        "PYTHONNOUSERSITE": "1",
-        "PYTHONIOENCODING": "utf-8",
-        "PYTHONUNBUFFERED": "1",
-    }
+    container_env = sandbox_env("/sandbox")
     command = [
         docker,
         "run",

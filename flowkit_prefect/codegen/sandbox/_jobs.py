@@ -115,3 +115,20 @@ def _parse_trusted(source: str, what: str) -> None:
 def harness_source() -> str:
     """The source of ``_harness.py``, which every backend ships into the sandbox as text."""
     return (Path(__file__).with_name("_harness.py")).read_text(encoding="utf-8")
+
+
+def sandbox_env(home: str) -> dict[str, str]:
+    """The environment the harness runs under, built from nothing (no secret of the worker's):
+    ``home`` as HOME and TMPDIR, UTF-8, fixed hash seed, no bytecode, no user site, unbuffered."""
+    return {
+        "HOME": home,
+        "TMPDIR": home,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONSAFEPATH": "1",
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONIOENCODING": "utf-8",
+        "PYTHONUNBUFFERED": "1",
+    }

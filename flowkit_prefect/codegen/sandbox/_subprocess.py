@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 from flowkit_prefect.blocks.sandboxes import SubprocessSandbox
-from flowkit_prefect.codegen.sandbox._jobs import SandboxJob, harness_source
+from flowkit_prefect.codegen.sandbox._jobs import SandboxJob, harness_source, sandbox_env
 from flowkit_prefect.codegen.sandbox._proc import (
     NOBODY,
     SYSTEM_PATH,
@@ -117,19 +117,7 @@ def run_subprocess(
             result_fd=res_w,
             processes=processes,
         )
-        env = {
-            "PATH": SYSTEM_PATH,
-            "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8",
-            "HOME": str(work),
-            "TMPDIR": str(work),
-            "PYTHONHASHSEED": "0",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONSAFEPATH": "1",
-            "PYTHONNOUSERSITE": "1",
-            "PYTHONIOENCODING": "utf-8",
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = {"PATH": SYSTEM_PATH, **sandbox_env(str(work))}
         flags = ["-s", "-B", "-u"] if sandbox.site_packages else ["-s", "-S", "-B", "-u"]
         try:
             process = subprocess.Popen(
