@@ -10,6 +10,7 @@ Per-run configuration lives in blocks and flow parameters; only what a whole pro
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from prefect.settings.base import PrefectBaseSettings, build_settings_config
 from pydantic import AliasChoices, AliasPath, Field
@@ -40,6 +41,21 @@ class FlowkitSettings(PrefectBaseSettings):
         validation_alias=_env("port"),
         description="Port of the local Prefect server that `make run` / `flowkit up` start.",
     )
+    database: Literal["sqlite", "postgres"] = Field(
+        default="sqlite",
+        validation_alias=_env("database"),
+        description=(
+            "Database of the local Prefect server `make run` / `flowkit up` start: 'sqlite' "
+            "(Prefect's default) or 'postgres' (a local cluster under .flowkit/postgres/)."
+        ),
+    )
+    postgres_port: int = Field(
+        default=5433,
+        ge=1,
+        le=65535,
+        validation_alias=_env("postgres_port"),
+        description="Loopback port of the local PostgreSQL cluster (when database is postgres).",
+    )
     project_dir: Path | None = Field(
         default=None,
         validation_alias=_env("project_dir"),
@@ -55,6 +71,21 @@ class FlowkitSettings(PrefectBaseSettings):
             "Where the default block documents keep data, e.g. the embedded Qdrant folder "
             "(blocks/*.yaml read ${FLOWKIT_DATA_DIR:-./.flowkit/data}). Empty: ./.flowkit/data."
         ),
+    )
+
+    dask_address: str | None = Field(
+        default=None,
+        validation_alias=_env("dask_address"),
+        description=(
+            "Scheduler address (tcp://host:port) for the Dask deployments. Empty: a local "
+            "multi-process cluster per run."
+        ),
+    )
+    dask_workers: int = Field(
+        default=2,
+        ge=1,
+        validation_alias=_env("dask_workers"),
+        description="Worker processes of the local Dask cluster (one thread each).",
     )
 
     def model_cache_dir(self) -> Path:

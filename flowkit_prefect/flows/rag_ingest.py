@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, cast
 from uuid import UUID
@@ -13,6 +14,7 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import opaque
@@ -35,11 +37,12 @@ from flowkit_prefect.retrieval.loaders import DEFAULT_MAX_FILE_BYTES
 from flowkit_prefect.retrieval.tasks import (
     chunk_documents,
     delete_stale_chunks,
-    embed_and_upsert,
+    embed_chunks,
     load_documents,
     prepare_upserts,
+    upsert_chunks,
 )
-from flowkit_prefect.retrieval.types import IngestRecord, IngestSummary, SourceReport
+from flowkit_prefect.retrieval.types import Chunk, IngestRecord, IngestSummary, SourceReport
 
 T = TypeVar("T")
 
@@ -150,7 +153,6 @@ def rag_ingest(
     # opaque(): Prefect need not walk thousands of chunks looking for upstream futures.
     chunks = chunk_documents(_opaque(documents), chunking or ChunkingOptions(), corpus_scope)
     progress.update(5.0)
-    embeddings = embedder_block.get_embeddings()
     # One store session for the run: an embedded store is opened (and locked) once, not per task.
     with store.session():
         plan = prepare_upserts(
@@ -162,12 +164,9 @@ def rag_ingest(
             recreate_collection,
         )
         progress.update(10.0)
-        written = 0
-        total = len(plan.to_write)
-        for start in range(0, total, batch_size):
-            batch = plan.to_write[start : start + batch_size]
-            written += embed_and_upsert(store, embeddings, collection, _opaque(batch), corpus_scope)
-            progress.update(10.0 + 85.0 * written / total)
+        written = _embed_and_write(
+            store, embedder_block, collection, plan.to_write, corpus_scope, batch_size, progress
+        )
         deleted = delete_stale_chunks(
             store,
             collection,
@@ -214,6 +213,40 @@ def rag_ingest(
         summary.chunks_deleted,
     )
     return summary
+
+
+EMBED_BATCHES_IN_FLIGHT = 4
+"""Embedding batches submitted ahead of the upserts: enough to keep a few task-runner workers
+busy while the flow process writes the finished ones, few enough to bound memory."""
+
+
+def _embed_and_write(
+    store: QdrantStore,
+    embedder: EmbedderBlock,
+    collection: str,
+    chunks: list[Chunk],
+    scope: str,
+    batch_size: int,
+    progress: _Progress,
+) -> int:
+    """Embed batches on the flow's task runner (threads by default, Dask processes when the
+    deployment picks it) and upsert each in this process, which holds the store session."""
+    batches = [chunks[start : start + batch_size] for start in range(0, len(chunks), batch_size)]
+    in_flight: deque[tuple[list[Chunk], PrefectFuture[list[list[float]]]]] = deque()
+    written = 0
+    for position, batch in enumerate(batches):
+        texts = [chunk.text for chunk in batch]
+        named = embed_chunks.with_options(task_run_name=f"embed-chunks [{position + 1}]")
+        in_flight.append((batch, named.submit(embedder, texts)))
+        while in_flight and (
+            len(in_flight) >= EMBED_BATCHES_IN_FLIGHT or position == len(batches) - 1
+        ):
+            done, future = in_flight.popleft()
+            written += upsert_chunks(
+                store, collection, _opaque(done), _opaque(future.result()), scope
+            )
+            progress.update(10.0 + 85.0 * written / len(chunks))
+    return written
 
 
 def _publish(summary: IngestSummary, embedder_label: str) -> None:

@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 
 from flowkit_prefect._logging import run_logger
 from flowkit_prefect._retry import retry_on_transient
+from flowkit_prefect.blocks.embedders import EmbedderBlock
 from flowkit_prefect.blocks.qdrant import QdrantStore
 from flowkit_prefect.exceptions import ConfigurationError
 from flowkit_prefect.retrieval import store as qdrant_ops
@@ -161,6 +162,39 @@ def embed_and_upsert(
     if not chunks:
         return 0
     vectors = embeddings.embed_documents([chunk.text for chunk in chunks])
+    with store.session() as client:
+        written = qdrant_ops.upsert_chunks(client, collection, chunks, vectors, scope)
+    run_logger("flowkit.retrieval").debug("Upserted %d chunks into %r", written, collection)
+    return written
+
+
+@task(name="embed-chunks", cache_policy=NO_CACHE, **_TRANSIENT_RETRIES)
+def embed_chunks(embedder: EmbedderBlock | Embeddings, texts: list[str]) -> list[list[float]]:
+    """Embed a batch of chunk texts: no store access, so it runs wherever the flow's task runner
+    puts it (a thread, a Dask worker process). Give the embedder *block* to distribute the
+    work: a block is small to ship, and each process builds (and caches) its model once."""
+    if not texts:
+        return []
+    embeddings = embedder.get_embeddings() if isinstance(embedder, EmbedderBlock) else embedder
+    return embeddings.embed_documents(texts)
+
+
+@task(name="upsert-chunks", cache_policy=NO_CACHE, **_TRANSIENT_RETRIES)
+def upsert_chunks(
+    store: QdrantStore,
+    collection: str,
+    chunks: list[Chunk],
+    vectors: list[list[float]],
+    scope: str = "",
+) -> int:
+    """Upsert already-embedded chunks (idempotent: deterministic point ids); run it in the
+    process that holds the store session (an embedded store is one process at a time)."""
+    if len(chunks) != len(vectors):
+        raise ConfigurationError(
+            f"{len(chunks)} chunks but {len(vectors)} vectors: embed exactly one vector per chunk."
+        )
+    if not chunks:
+        return 0
     with store.session() as client:
         written = qdrant_ops.upsert_chunks(client, collection, chunks, vectors, scope)
     run_logger("flowkit.retrieval").debug("Upserted %d chunks into %r", written, collection)
