@@ -62,6 +62,7 @@ from flowkit_prefect.retrieval.store import (
     upsert_chunks,
 )
 from flowkit_prefect.retrieval.types import SourceDocument
+from flowkit_prefect.settings import get_settings
 
 TARGET_RATIO = 0.85
 COLLECTION = "bench-ingest"
@@ -298,12 +299,17 @@ def run_baseline(config: Config, repeat: int) -> RunResult:
     return RunResult(watch.wall, watch.cpu, chunks=len(chunks), stored=count)
 
 
-def run_flow(config: Config, repeat: int, embedder_ref: str) -> RunResult:
-    """``rag_ingest`` called directly, with blocks saved on the Prefect server."""
-    from flowkit_prefect.flows.rag_ingest import rag_ingest
+def run_flow(config: Config, repeat: int, embedder_ref: str, dask: bool = False) -> RunResult:
+    """``rag_ingest`` called directly (``rag_ingest_dask`` with ``dask``: its embedding batches
+    on a local multi-process Dask cluster), with blocks saved on the Prefect server."""
+    if dask:
+        from flowkit_prefect.flows.rag_ingest_dask import rag_ingest_dask as rag_ingest
+    else:
+        from flowkit_prefect.flows.rag_ingest import rag_ingest
 
-    block_name = f"{BLOCK_PREFIX}-{repeat}"
-    store = QdrantStore(location=config.location("flow", repeat))
+    side = "flow-dask" if dask else "flow"
+    block_name = f"{BLOCK_PREFIX}-{side}-{repeat}"
+    store = QdrantStore(location=config.location(side, repeat))
     store.save(block_name, overwrite=True)
     store_ref = f"{QdrantStore.get_block_type_slug()}/{block_name}"
 
@@ -410,6 +416,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chunk-size", type=int, default=400, help="characters per chunk")
     parser.add_argument("--chunk-overlap", type=int, default=50, help="characters of overlap")
     parser.add_argument("--seed", type=int, default=20240601, help="corpus random seed")
+    parser.add_argument(
+        "--dask", action="store_true", help="also run rag-ingest on a local Dask cluster"
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.chunks < 1 or args.batch_size < 1:
         parser.error("--repeats, --chunks and --batch-size must be at least 1")
@@ -457,9 +466,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             LocalEmbedder().save(BLOCK_PREFIX, overwrite=True)
             baseline = Side("baseline", lambda i: run_baseline(config, i))
             flow = Side("flow", lambda i: run_flow(config, i, embedder_ref))
+            dask = Side("flow-dask", lambda i: run_flow(config, i, embedder_ref, dask=True))
             for repeat in range(args.repeats):
                 # Alternate which side goes first, so drift (heat, caches) is shared.
                 order = (baseline, flow) if repeat % 2 == 0 else (flow, baseline)
+                order += (dask,) if args.dask else ()
                 for side in order:
                     result = side.run(repeat)
                     side.results.append(result)
@@ -470,8 +481,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"  stored={result.stored}"
                     )
 
-    sides = (baseline, flow)
+    sides = (baseline, flow, dask) if args.dask else (baseline, flow)
     print_table(sides, args.repeats)
+    if args.dask:
+        dask_ratio = dask.throughput / flow.throughput
+        print(
+            f"\nDask (local cluster, {get_settings().dask_workers} processes) / threads "
+            f"throughput: {dask_ratio:.3f} "
+            f"({dask.throughput:.1f} vs {flow.throughput:.1f} chunks/s)"
+        )
     ratio = flow.throughput / baseline.throughput
     overhead = flow.best.seconds - baseline.best.seconds
     print(f"\nflow/baseline throughput: {ratio:.3f}  (flow overhead {overhead:+.2f} s)")
@@ -487,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for i, r in enumerate(side.results)
         if r.stored != r.chunks
     ]
-    if baseline.chunks != flow.chunks:
+    if any(side.chunks != baseline.chunks for side in sides):
         mismatches.append(f"chunk counts differ: baseline {baseline.chunks}, flow {flow.chunks}")
     if mismatches:
         print("ERROR: stored point counts differ:\n  " + "\n  ".join(mismatches), file=sys.stderr)
