@@ -16,6 +16,10 @@ export PREFECT_UI_URL := http://127.0.0.1:$(FLOWKIT_PORT)
 export PREFECT_HOME := $(CURDIR)/.flowkit/prefect-home
 endif
 export FLOWKIT_PORT
+# `make run DB=postgres`: the local server on a PostgreSQL cluster under .flowkit/postgres/.
+ifneq ($(DB),)
+export FLOWKIT_DATABASE := $(DB)
+endif
 export FLOWKIT_PROJECT_DIR := $(CURDIR)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
@@ -40,7 +44,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install the package with everything it needs
 
-run: install ## start Prefect, deploy the templates, ingest the sample corpus and answer a question
+run: install ## start Prefect (DB=postgres: on PostgreSQL), deploy, ingest the sample corpus, answer
 	@mkdir -p .flowkit/logs
 	@$(FLOWKIT) up $(if $(USER_API_URL),--no-server,)
 	@$(PREFECT) --no-prompt block register -m flowkit_prefect.blocks >/dev/null && echo "Registered flowkit block types"
@@ -61,7 +65,7 @@ run: install ## start Prefect, deploy the templates, ingest the sample corpus an
 	@echo
 	@echo "The server and worker keep running so you can explore the UI. Stop them with: make stop"
 
-stop: ## stop the worker and the local Prefect server that `make run` started
+stop: ## stop the worker, the local Prefect server (and PostgreSQL) that `make run` started
 	@if [ -x $(FLOWKIT) ]; then $(FLOWKIT) down; else echo "nothing to stop"; fi
 
 # The tests start their own servers: they never touch the one `make run` uses.

@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowkit_prefect import _postgres
 from flowkit_prefect.exceptions import ConfigurationError
 
 DEFAULT_PORT = 4200
@@ -35,6 +36,13 @@ class Stack:
 
     root: Path
     port: int = DEFAULT_PORT
+    database: str = "sqlite"  # or "postgres": the server's database is the cluster below
+    postgres_port: int = _postgres.DEFAULT_PORT
+
+    @property
+    def postgres(self) -> _postgres.Cluster:
+        """The local PostgreSQL cluster of ``database="postgres"`` (``.flowkit/postgres/``)."""
+        return _postgres.Cluster(self.state_dir / "postgres", self.postgres_port)
 
     @property
     def state_dir(self) -> Path:
@@ -149,15 +157,21 @@ def _prefect(stack: Stack, *args: str, timeout: float = 120.0) -> tuple[int | No
 def start_server(stack: Stack) -> str:
     """Start ``prefect server start`` on 127.0.0.1 with its output in ``.flowkit/logs/server.log``
     and its PID where ``prefect server stop`` looks (``PREFECT_HOME/server.pid``); then wait until
-    its API answers.
+    its API answers. With ``database="postgres"`` the local cluster is started first (initialised
+    once) and the server gets ``PREFECT_API_DATABASE_CONNECTION_URL`` pointing at it.
 
     Not ``--background``: Prefect's background server writes to pipes nobody reads once the
     starting command exits, so it keeps no log and (seen here) dies when it logs a lot later.
     """
+    database = ""
+    server_env = {**os.environ, **stack.env()}
+    if stack.database == "postgres":
+        database = _postgres.start(stack.postgres) + "\n"
+        server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = stack.postgres.url
     running = _running_pid(stack.server_pid_file)
     if api_healthy(stack.api_url):
         if running:
-            return f"Prefect server already running (pid {running}) at {stack.ui_url}"
+            return f"{database}Prefect server already running (pid {running}) at {stack.ui_url}"
         raise ConfigurationError(
             f"Something else already serves a Prefect API on port {stack.port}. Stop it, or use "
             f"it by exporting PREFECT_API_URL={stack.api_url}, or pick another port with "
@@ -170,6 +184,7 @@ def start_server(stack: Stack) -> str:
             "with FLOWKIT_PORT=<port>, or use a Prefect server you run yourself by exporting "
             "PREFECT_API_URL."
         )
+    proc: subprocess.Popen[bytes] | None = None
     if not running:  # a PID file left by a server that died is stale
         stack.server_pid_file.unlink(missing_ok=True)
         stack.prefect_home.mkdir(parents=True, exist_ok=True)
@@ -179,7 +194,7 @@ def start_server(stack: Stack) -> str:
             proc = subprocess.Popen(
                 [PREFECT, *args, "--analytics-off"],
                 cwd=stack.root,
-                env={**os.environ, **stack.env()},
+                env=server_env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -187,12 +202,21 @@ def start_server(stack: Stack) -> str:
             )
         stack.server_pid_file.write_text(str(proc.pid))
     deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS
-    while time.monotonic() < deadline and _running_pid(stack.server_pid_file):
+    # The process we just started is watched through its handle: right after Popen returns, the
+    # child can still be inside execve (its /proc cmdline empty), which _running_pid takes as gone.
+    while time.monotonic() < deadline and (
+        proc.poll() is None if proc else _running_pid(stack.server_pid_file)
+    ):
         if api_healthy(stack.api_url):
-            pid = _running_pid(stack.server_pid_file)
-            return f"Started Prefect server (pid {pid}) at {stack.ui_url}; log: {log_file}"
+            pid = proc.pid if proc else _running_pid(stack.server_pid_file)
+            started = f"Started Prefect server (pid {pid}) at {stack.ui_url}; log: {log_file}"
+            return database + started
         time.sleep(0.5)
     stop_server(stack)
+    if proc and proc.poll() is None:  # not stopped by its PID file: by its handle
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
     tail = _tail(log_file.read_text(errors="replace")) if log_file.exists() else "(no output)"
     raise ConfigurationError(
         f"The Prefect server did not become healthy on {stack.api_url}. Last lines of "
@@ -213,6 +237,12 @@ def stop_server(stack: Stack, timeout: float = 20.0) -> str:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)  # its own process group (start_new_session)
     return f"server: stopped (pid {pid})"
+
+
+def stop_postgres(stack: Stack) -> str:
+    """Stop the local PostgreSQL cluster under ``.flowkit/postgres/`` if it runs (whatever
+    ``database`` says now: it may have been started with another setting)."""
+    return _postgres.stop(stack.postgres)
 
 
 def start_worker(stack: Stack, pool: str, api_url: str) -> str:

@@ -1,6 +1,7 @@
 """``flowkit``: the commands behind ``make run`` / ``make stop``.
 
 flowkit up [--no-server]        `prefect server start --background` under .flowkit/, until healthy
+  [--database sqlite|postgres]  postgres: a cluster under .flowkit/postgres/ (FLOWKIT_DATABASE)
 flowkit blocks save [DIR]       save the block documents in DIR (default: blocks/)
 flowkit worker NAME             start a process worker for the pool, in the background
 flowkit show-answer             print the latest rag-answer artifact and where to see it
@@ -22,8 +23,11 @@ from flowkit_prefect.exceptions import FlowkitError
 from flowkit_prefect.settings import get_settings
 
 
-def _stack_here() -> _stack.Stack:
-    return _stack.Stack(Path.cwd(), get_settings().port)
+def _stack_here(database: str | None = None) -> _stack.Stack:
+    settings = get_settings()
+    return _stack.Stack(
+        Path.cwd(), settings.port, database or settings.database, settings.postgres_port
+    )
 
 
 def _api_url(stack: _stack.Stack) -> str:
@@ -35,7 +39,7 @@ def _ui_url(api_url: str) -> str:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
-    stack = _stack_here()
+    stack = _stack_here(args.database)
     if args.no_server:
         api_url = _api_url(stack)
         if not _stack.api_healthy(api_url):
@@ -97,6 +101,7 @@ def cmd_down(args: argparse.Namespace) -> None:
     stack = _stack_here()
     print(_stack.stop_worker(stack))
     print(_stack.stop_server(stack))
+    print(_stack.stop_postgres(stack))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start a local Prefect server under .flowkit/")
     up.add_argument("--no-server", action="store_true", help="use PREFECT_API_URL instead")
+    up.add_argument(
+        "--database", choices=["sqlite", "postgres"], help="the server's database (sqlite)"
+    )
     up.set_defaults(func=cmd_up)
     blocks = sub.add_parser("blocks", help="block documents").add_subparsers(
         dest="action", required=True
