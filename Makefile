@@ -30,7 +30,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL := 2
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .DEFAULT_GOAL := help
-.PHONY: help install run stop test test-fast bench lint format clean
+.PHONY: help install run docker-run stop test test-fast bench lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,7 +52,7 @@ run: install ## start Prefect (DB=postgres: on PostgreSQL), deploy, ingest the s
 	@$(PREFECT) work-pool inspect $(POOL) >/dev/null 2>&1 && echo "Work pool $(POOL) exists" \
 		|| { $(PREFECT) --no-prompt work-pool create $(POOL) --type process >.flowkit/logs/work-pool.log 2>&1 \
 		&& echo "Created process work pool $(POOL)" || { cat .flowkit/logs/work-pool.log; exit 1; }; }
-	@$(PREFECT) --no-prompt deploy --all >.flowkit/logs/deploy.log 2>&1 \
+	@$(PREFECT) --no-prompt deploy --name default >.flowkit/logs/deploy.log 2>&1 \
 		|| { cat .flowkit/logs/deploy.log; exit 1; }; echo "Deployed the templates (rag-ingest, rag-answer, plan-and-execute, code-generation, validated-pipeline, validation-alert) to pool $(POOL)"
 	@$(FLOWKIT) worker $(POOL)
 	@echo "Running rag-ingest on deployments/sample-corpus ..."
@@ -67,6 +67,21 @@ run: install ## start Prefect (DB=postgres: on PostgreSQL), deploy, ingest the s
 
 stop: ## stop the worker, the local Prefect server (and PostgreSQL) that `make run` started
 	@if [ -x $(FLOWKIT) ]; then $(FLOWKIT) down; else echo "nothing to stop"; fi
+
+# The same demo on the Docker work pool: our own dockerd (docker.io from apt if missing), a
+# debootstrap base image, the flowkit image built by prefect.yaml's build step, a Docker worker.
+docker-run: install ## the demo in containers: Docker work pool flowkit-docker (make stop stops it)
+	@mkdir -p .flowkit/logs
+	@$(FLOWKIT) docker-up $(if $(USER_API_URL),--no-server,)
+	@echo "Running rag-ingest/docker on the image's deployments/sample-corpus ..."
+	@$(PREFECT) deployment run rag-ingest/docker \
+		--params "$$(cat deployments/presets/sample-ingest.json)" --watch
+	@echo "Running rag-answer/docker ..."
+	@$(PREFECT) deployment run rag-answer/docker \
+		--params "$$(cat deployments/presets/sample-question.json)" --watch
+	@$(FLOWKIT) show-answer
+	@echo
+	@echo "The server, Docker worker and dockerd keep running. Stop them with: make stop"
 
 # The tests start their own servers: they never touch the one `make run` uses.
 TEST_ENV := env -u PREFECT_API_URL -u PREFECT_UI_URL -u PREFECT_HOME

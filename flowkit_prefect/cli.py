@@ -5,6 +5,8 @@ flowkit up [--no-server]        `prefect server start --background` under .flowk
 flowkit blocks save [DIR]       save the block documents in DIR (default: blocks/)
 flowkit worker NAME             start a process worker for the pool, in the background
 flowkit show-answer             print the latest rag-answer artifact and where to see it
+flowkit docker-up [--no-server]  up, then the Docker work pool: our dockerd, images, worker
+flowkit docker-down             stop the Docker worker and our dockerd (by PID)
 flowkit down                    stop that worker, then `prefect server stop`
 
 The work pool is Prefect's: ``prefect work-pool create NAME --type process`` when
@@ -97,7 +99,23 @@ def cmd_show_answer(args: argparse.Namespace) -> None:
     print(f"Artifacts (answer, ingest summary, progress): {ui}/artifacts")
 
 
+def cmd_docker_up(args: argparse.Namespace) -> None:
+    from flowkit_prefect import _docker_stack
+
+    cmd_up(args)
+    stack = _stack_here()
+    _docker_stack.up(_docker_stack.default_stack(Path.cwd()), stack, _api_url(stack), Path.cwd())
+
+
+def cmd_docker_down(args: argparse.Namespace) -> None:
+    from flowkit_prefect import _docker_stack
+
+    for line in _docker_stack.down(_docker_stack.default_stack(Path.cwd())):
+        print(line)
+
+
 def cmd_down(args: argparse.Namespace) -> None:
+    cmd_docker_down(args)
     stack = _stack_here()
     print(_stack.stop_worker(stack))
     print(_stack.stop_server(stack))
@@ -126,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_show_answer)
     down = sub.add_parser("down", help="stop what up/worker started")
     down.set_defaults(func=cmd_down)
+    docker_up = sub.add_parser("docker-up", help="up, then the Docker work pool stack")
+    docker_up.add_argument("--no-server", action="store_true", help="use PREFECT_API_URL instead")
+    docker_up.set_defaults(func=cmd_docker_up, database=None)
+    docker_down = sub.add_parser("docker-down", help="stop the Docker worker and our dockerd")
+    docker_down.set_defaults(func=cmd_docker_down)
     return parser
 
 

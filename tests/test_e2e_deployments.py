@@ -69,7 +69,7 @@ def test_deploy_and_run_the_templates(stack: dict) -> None:
     saved = _run([flowkit, "blocks", "save", "blocks"], env).stdout
     assert "flowkit-qdrant-store/default" in saved
     _run([prefect, "--no-prompt", "work-pool", "create", POOL, "--type", "process"], env)
-    deployed = _run([prefect, "--no-prompt", "deploy", "--all"], env)
+    deployed = _run([prefect, "--no-prompt", "deploy", "--name", "default"], env)  # not docker
     assert "rag-ingest/default" in deployed.stdout and "rag-answer/default" in deployed.stdout
     print(_stack.start_worker(local, POOL, local.api_url))
 
