@@ -99,6 +99,7 @@ bench: install ## run the benchmarks (outside the test suite)
 	$(PY) benchmarks/bench_humaneval.py --model canonical
 	$(PY) benchmarks/bench_humaneval.py --model broken-first
 	$(PY) benchmarks/bench_validation.py
+	$(PY) benchmarks/bench_load.py
 
 lint: install ## ruff (lint + format), pyright (types) and the import contracts (layers)
 	$(VENV)/bin/ruff check .
