@@ -95,22 +95,28 @@ def default_stack(project: Path) -> DockerStack:
 def _run(
     args: list[str], what: str, timeout: float = 900, log: Path | None = None, **kwargs
 ) -> str:
-    """Run a command; its output, or a ConfigurationError with its last lines (all in ``log``)."""
+    """Run a command; its output, or a ConfigurationError with its last lines. With ``log`` the
+    output goes to that file as it comes (``tail -f`` it during an image build)."""
     kwargs.setdefault("stdin", subprocess.DEVNULL)
-    try:
-        done = subprocess.run(
-            args,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-            **kwargs,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ConfigurationError(f"{what} failed: {exc}") from exc
-    out = (done.stdout + done.stderr).decode(errors="replace")
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(out)
+    try:
+        with open(log or os.devnull, "wb") as sink:
+            streams = {"stdout": sink, "stderr": subprocess.STDOUT} if log else {}
+            done = subprocess.run(
+                args,
+                capture_output=log is None,
+                timeout=timeout,
+                check=False,
+                **streams,
+                **kwargs,
+            )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigurationError(f"{what} failed: {exc}") from exc
+    if log is not None:
+        out = log.read_text(errors="replace")
+    else:
+        out = (done.stdout + done.stderr).decode(errors="replace")
     if done.returncode != 0:
         raise ConfigurationError(f"{what} failed (exit {done.returncode}):\n{_stack._tail(out)}")
     return out
@@ -322,6 +328,9 @@ def ensure_wheelhouse(stack: DockerStack, project: Path, extras: str = "local") 
     (partial / ".complete").write_text("")
     shutil.rmtree(deps, ignore_errors=True)
     partial.replace(deps)
+    for stale in deps.parent.iterdir():  # wheelhouses of earlier pyproject.toml versions
+        if stale != deps and not stale.name.endswith(".part"):
+            shutil.rmtree(stale, ignore_errors=True)
     return deps
 
 
@@ -438,6 +447,7 @@ def up(
         say(f"Created Docker work pool {POOL}")
     build = time.monotonic()
     log_file = stack.log_file("deploy")
+    say(f"Deploying; the build step builds the image (first time: minutes; log: {log_file})")
     deploy = ("--no-prompt", "deploy", "--name", "docker")
     _prefect_checked(prefect_stack, env, project, *deploy, log=log_file)
     say(
