@@ -120,11 +120,14 @@ def test_repository_block_documents_are_valid(tmp_path: Path, monkeypatch) -> No
     docs = read_block_documents(REPO / "blocks")
     kinds = {cls for cls, _, _ in docs}
     assert kinds == {QdrantStore, LocalEmbedder, LocalChatModel, SubprocessSandbox}
+    names = {(cls, name) for cls, name, _ in docs}
+    assert names == {(cls, "default") for cls in kinds} | {(QdrantStore, "docker")}
     for cls, name, data in docs:
         block = cls(**data)
-        assert name == "default"
         if isinstance(block, QdrantStore):
-            assert block.location == str(tmp_path / "qdrant")
+            # the docker deployments' store is a path inside the container (the /data volume)
+            expected = "/data/qdrant" if name == "docker" else str(tmp_path / "qdrant")
+            assert block.location == expected
 
 
 def test_block_documents_resolve_relative_paths_against_the_project(
