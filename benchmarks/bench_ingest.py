@@ -506,11 +506,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if r.stored != r.chunks
     ]
     if any(side.chunks != baseline.chunks for side in sides):
-        mismatches.append(f"chunk counts differ: baseline {baseline.chunks}, flow {flow.chunks}")
+        counts = ", ".join(f"{side.name} {side.chunks}" for side in sides)
+        mismatches.append(f"chunk counts differ: {counts}")
     if mismatches:
         print("ERROR: stored point counts differ:\n  " + "\n  ".join(mismatches), file=sys.stderr)
         return 1
-    print(f"Stored points: {baseline.chunks} in every collection of both sides")
+    print(f"Stored points: {baseline.chunks} in every collection of every side")
     return 0
 
 

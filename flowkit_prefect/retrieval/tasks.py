@@ -162,6 +162,17 @@ def embed_and_upsert(
     if not chunks:
         return 0
     vectors = embeddings.embed_documents([chunk.text for chunk in chunks])
+    return _write(store, collection, chunks, vectors, scope)
+
+
+def _write(
+    store: QdrantStore,
+    collection: str,
+    chunks: list[Chunk],
+    vectors: list[list[float]],
+    scope: str,
+) -> int:
+    """Upsert embedded chunks through the store's session; the one write of both tasks."""
     with store.session() as client:
         written = qdrant_ops.upsert_chunks(client, collection, chunks, vectors, scope)
     run_logger("flowkit.retrieval").debug("Upserted %d chunks into %r", written, collection)
@@ -195,10 +206,7 @@ def upsert_chunks(
         )
     if not chunks:
         return 0
-    with store.session() as client:
-        written = qdrant_ops.upsert_chunks(client, collection, chunks, vectors, scope)
-    run_logger("flowkit.retrieval").debug("Upserted %d chunks into %r", written, collection)
-    return written
+    return _write(store, collection, chunks, vectors, scope)
 
 
 @task(name="delete-stale-chunks", cache_policy=NO_CACHE, **_TRANSIENT_RETRIES)
