@@ -11,6 +11,11 @@ one process and one invocation:
 * **flow limit_name**: ``map_llm`` with ``limit_name`` set, so every call also takes a slot of
   a Prefect global concurrency limit through the API (the cross-worker path); ``--limit-calls``
   prompts (default 200, as this path is much slower);
+* **threads runner** / **Dask runner**: ``map_llm(..., on_task_runner=True)``, each call's
+  ``llm-call`` task run (the sync variant) submitted to the flow's task runner: the default
+  thread pool, then a local 2-process Dask cluster (``prefect-dask``; the row is skipped
+  without it), with ``--runner-calls`` prompts (default 200). Dask workers count their own
+  model calls, so that row's "model calls" are the results that were not cache replays;
 * **cache**: a flow fanning out ``--cache-prompts`` unique prompts with the cache on, run twice;
   the model's own thread-safe counter must show zero calls on the second run.
 
@@ -69,6 +74,7 @@ from prefect.context import FlowRunContext
 from pydantic import PrivateAttr
 
 from flowkit_prefect.llm import LLMResult, LLMTaskConfig, amap_llm, map_llm
+from flowkit_prefect.testing import FakeChatModel
 
 TARGET_VS_IDEAL = 1.15
 TARGET_VS_ABATCH = 1.10
@@ -208,35 +214,49 @@ def _flow_run_id() -> str:
 
 def run_sync_flow(
     name: str,
-    model: EchoChatModel,
+    model: BaseChatModel,
     prompts: list[str],
     concurrency: int,
     config: LLMTaskConfig,
     limit_name: str | None = None,
+    task_runner: Any = None,
 ) -> tuple[Timing, list[LLMResult]]:
-    """A sync flow calling ``map_llm``; returns the timing and the results."""
+    """A sync flow calling ``map_llm``; returns the timing and the results. With a
+    ``task_runner`` (``"threads"`` for the default pool, or a runner) the calls are submitted
+    to it (``on_task_runner=True``)."""
     seen: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    if task_runner is not None and task_runner != "threads":
+        options["task_runner"] = task_runner
 
-    @flow(name=f"bench-{name.replace(' ', '-')}")
+    @flow(name=f"bench-{name.replace(' ', '-')}", **options)
     def fanout() -> list[LLMResult]:
         seen["flow_run_id"] = _flow_run_id()
         start = time.perf_counter()
         results = map_llm(
-            model, prompts, config=config, max_concurrency=concurrency, limit_name=limit_name
+            model,
+            prompts,
+            config=config,
+            max_concurrency=concurrency,
+            limit_name=limit_name,
+            on_task_runner=True if task_runner is not None else None,
         )
         seen["inner"] = time.perf_counter() - start
         return results
 
-    before = model.model_calls
+    before = getattr(model, "model_calls", 0)
     with Stopwatch() as watch:
         results = fanout()
     check_echo(name, prompts, [r.text for r in results])
+    elsewhere = task_runner is not None and task_runner != "threads"
     timing = Timing(
         name,
         len(prompts),
         watch.wall,
         watch.cpu,
-        model.model_calls - before,
+        sum(not r.cached for r in results)
+        if elsewhere
+        else getattr(model, "model_calls", 0) - before,
         inner=seen["inner"],
         flow_run_id=seen["flow_run_id"],
     )
@@ -319,6 +339,24 @@ def delete_limits(prefix: str) -> None:
 # --------------------------------------------------------------------------- report
 
 
+def dask_runner(concurrency: int) -> Any:
+    """A local 2-process Dask cluster on loopback with a thread per call in flight, or None
+    without prefect-dask."""
+    try:
+        from prefect_dask.task_runners import DaskTaskRunner
+    except ImportError:
+        return None
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": 2,
+            "threads_per_worker": math.ceil(concurrency / 2),
+            "processes": True,
+            "host": "127.0.0.1",
+            "dashboard_address": None,
+        }
+    )
+
+
 def ideal_seconds(calls: int, concurrency: int, latency: float) -> float:
     """The model's latency times the number of waves of ``concurrency`` calls."""
     return math.ceil(calls / concurrency) * latency
@@ -384,6 +422,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="prompts for the limit_name row (200; 0 skips the row)",
     )
     parser.add_argument(
+        "--runner-calls",
+        type=int,
+        default=200,
+        help="prompts for the threads / Dask runner rows (200; 0 skips them)",
+    )
+    parser.add_argument(
         "--cache-prompts", type=int, default=50, help="unique prompts for the cache check (50)"
     )
     parser.add_argument(
@@ -393,7 +437,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="give up with exit status 1 after this many seconds (480)",
     )
     args = parser.parse_args(argv)
-    if min(args.calls, args.concurrency, args.cache_prompts) < 1 or args.limit_calls < 0:
+    if (
+        min(args.calls, args.concurrency, args.cache_prompts) < 1
+        or min(args.limit_calls, args.runner_calls) < 0
+    ):
         parser.error("--calls, --concurrency and --cache-prompts must be at least 1")
     if args.latency <= 0 or args.deadline <= 0:
         parser.error("--latency and --deadline must be positive")
@@ -500,6 +547,28 @@ def run(args: argparse.Namespace) -> int:
                 delete_limits(f"flowkit-llm-{limit_name}")
             flow_row(timing)
 
+        if args.runner_calls:
+            prompts = make_prompts(args.runner_calls, f"threads-{tag}")
+            flow_row(
+                run_sync_flow(
+                    "threads runner", model, prompts, concurrency, NO_CACHE, task_runner="threads"
+                )[0]
+            )
+            dask = dask_runner(concurrency)
+            if dask is None:
+                print("  Dask runner      skipped: prefect-dask is not installed (the dask extra)")
+            else:
+                prompts = make_prompts(args.runner_calls, f"dask-{tag}")
+                # The echo model's lock does not pickle; the same echo, picklable, for the workers.
+                travelling = FakeChatModel(
+                    respond=lambda messages, **_: messages[-1].text, delay_seconds=latency
+                )
+                flow_row(
+                    run_sync_flow(
+                        "Dask runner", travelling, prompts, concurrency, NO_CACHE, task_runner=dask
+                    )[0]
+                )
+
         cache_prompts = make_prompts(args.cache_prompts, f"cache-{tag}")
         first, _ = run_sync_flow("cache 1st run", model, cache_prompts, concurrency, CACHE)
         second, replayed = run_sync_flow("cache re-run", model, cache_prompts, concurrency, CACHE)
@@ -515,6 +584,10 @@ def run(args: argparse.Namespace) -> int:
         concurrency,
         latency,
         timed={"flow map_llm", "flow amap_llm", "flow limit_name"},
+    )
+    print(
+        "The runner rows are measured, not held to the targets: each call there is a task run "
+        "in a pool thread or, on Dask, a trip to another process."
     )
     print(
         f"\nCache ({args.cache_prompts} unique prompts, cache on): 1st run {first.model_calls} "

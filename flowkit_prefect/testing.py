@@ -10,10 +10,14 @@ Prefect, Qdrant) runs for real::
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
+import os
 import re
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,7 +43,10 @@ class FakeChatModel(BaseChatModel):
     receives the messages plus the call's keyword arguments (e.g. ``response_format``) and
     ``metadata``, the LangChain run metadata of the call (``invoke_llm(..., metadata=...)``).
     Every call is recorded in ``calls``, its metadata in ``call_metadata``. Token usage is
-    reported as word counts, so cost accounting can be tested too.
+    reported as word counts, so cost accounting can be tested too. ``delay_seconds`` makes each
+    call take that long; ``journal`` names a file where each call appends "start end pid
+    thread" (times in seconds), so a test sees calls that ran in other threads or processes (a
+    Dask worker) and how they overlapped.
     """
 
     responses: list[str | AIMessage] = Field(default_factory=lambda: ["ok"])
@@ -47,10 +54,33 @@ class FakeChatModel(BaseChatModel):
     model_name: str = "fake-chat-model"
     calls: list[list[BaseMessage]] = Field(default_factory=list)
     call_metadata: list[dict[str, Any]] = Field(default_factory=list)
+    delay_seconds: float = Field(default=0.0, ge=0)
+    journal: str | None = None
 
     @property
     def _llm_type(self) -> str:
         return "flowkit-fake"
+
+    def _journal(self, started: float) -> None:
+        if self.journal:
+            with open(self.journal, "a", encoding="utf-8") as handle:
+                thread = threading.current_thread().name.replace(" ", "_")
+                handle.write(f"{started:.6f} {time.time():.6f} {os.getpid()} {thread}\n")
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        started = time.time()
+        if self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds)
+        sync_manager = run_manager.get_sync() if run_manager is not None else None
+        result = self._reply(messages, sync_manager, **kwargs)
+        self._journal(started)
+        return result
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
@@ -61,6 +91,19 @@ class FakeChatModel(BaseChatModel):
         messages: list[BaseMessage],
         stop: list[str] | None = None,
         run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        started = time.time()
+        if self.delay_seconds:
+            time.sleep(self.delay_seconds)
+        result = self._reply(messages, run_manager, **kwargs)
+        self._journal(started)
+        return result
+
+    def _reply(
+        self,
+        messages: list[BaseMessage],
+        run_manager: CallbackManagerForLLMRun | None,
         **kwargs: Any,
     ) -> ChatResult:
         index = len(self.calls)

@@ -331,3 +331,22 @@ def test_fan_out_survives_a_flaky_provider(harness: str) -> None:
 
     assert run() == [p.upper() for p in prompts]
     assert model.attempts > len(prompts)
+
+
+def test_usage_table_is_published_from_an_async_flow(harness: str) -> None:
+    """``track_usage`` in an async flow publishes the table too (it once made a coroutine that
+    nobody awaited, so async flows had no usage artifact)."""
+    from flowkit_prefect.llm import ainvoke_llm
+
+    key = _unique("async usage")
+
+    @flow
+    async def run() -> None:
+        with track_usage():
+            await ainvoke_llm(FakeChatModel(responses=["one two three"]), key)
+
+    asyncio.run(run())
+    usage = Artifact.get("flowkit-llm-usage")
+    assert usage is not None and usage.flow_run_id is not None
+    rows = json.loads(usage.data) if isinstance(usage.data, str) else usage.data
+    assert rows[0]["calls"] == 1 and rows[0]["output_tokens"] == 3

@@ -2,13 +2,12 @@
 input-keyed caching, structured output with bounded repair, model fallback, usage and cost."""
 
 from flowkit_prefect.llm._cache import LLMCallCachePolicy, llm_cache_key
+from flowkit_prefect.llm._call import LLMResult, call_chat_model
 from flowkit_prefect.llm._config import DEFAULT_LLM_TASK_CONFIG, LLMTaskConfig
 from flowkit_prefect.llm._fanout import amap_llm, map_llm
 from flowkit_prefect.llm._tasks import (
     ChatModelSource,
-    LLMResult,
     ainvoke_llm,
-    call_chat_model,
     invoke_llm,
     source_label,
 )

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from flowkit_prefect.blocks.chat_models import ChatModelBlock
 from flowkit_prefect.exceptions import ConfigurationError
 from flowkit_prefect.llm._config import LLMTaskConfig
+from flowkit_prefect.llm._fanout_runner import RunnerCalls, require_flow_run, runner_spreads_calls
 from flowkit_prefect.llm._gate import CallGate, use_gate
 from flowkit_prefect.llm._tasks import LLMResult, ainvoke_llm
 
@@ -69,6 +70,7 @@ async def amap_llm(
     limit_name: str | None = None,
     requests_per_minute: int | None = None,
     tokens_per_minute: int | None = None,
+    on_task_runner: bool | None = None,
 ) -> list[LLMResult]:
     """Call the model once per prompt, at most ``max_concurrency`` calls at a time; results in
     order.
@@ -82,6 +84,13 @@ async def amap_llm(
     the model call, not Prefect's bookkeeping around it. Every prompt runs to the end; the first
     failure (if any) is raised after the others finished, so a re-run replays the finished calls
     from cache.
+
+    ``on_task_runner`` puts each call in a task run (``map-llm-call``) submitted to the flow's
+    task runner, so a Dask cluster or process pool spreads them over its workers; by default
+    that happens when the flow's runner is not the thread pool. On the thread pool the calls run
+    on this event loop instead (same process, less overhead). Answers and usage are the same
+    either way; on a runner the model (a block or a picklable chat model) travels to the
+    workers.
     """
     if max_concurrency < 1:
         raise ConfigurationError("max_concurrency must be at least 1.")
@@ -89,6 +98,9 @@ async def amap_llm(
         raise ConfigurationError("Rate limits need a limit_name: they are shared through Prefect.")
     if not prompts:
         return []
+    if on_task_runner:
+        require_flow_run()
+    spread = runner_spreads_calls() if on_task_runner is None else on_task_runner
     slots_name = requests_name = tokens_name = None
     slots = min(max_concurrency, len(prompts))
     if limit_name:
@@ -110,11 +122,20 @@ async def amap_llm(
         queue.put_nowait(index)
     outcomes: list[Any] = [None] * len(prompts)
 
+    calls = (
+        RunnerCalls(model, output_type, config, slots, requests_name, tokens_name)
+        if spread
+        else None
+    )
+
     async def run_one(index: int) -> None:
         try:
-            outcomes[index] = await ainvoke_llm(
-                model, prompts[index], output_type=output_type, config=config
-            )
+            if calls is not None:
+                outcomes[index] = await calls.run(prompts[index])
+            else:
+                outcomes[index] = await ainvoke_llm(
+                    model, prompts[index], output_type=output_type, config=config
+                )
         except Exception as exc:  # every prompt runs; the first failure is raised at the end
             outcomes[index] = exc
 
@@ -131,7 +152,6 @@ async def amap_llm(
                         await lease.enter_async_context(
                             concurrency(slots_name, occupy=size, strict=True)
                         )
-                gate = CallGate(size, requests_limit=requests_name, tokens_limit=tokens_name)
 
                 async def runner() -> None:
                     nonlocal budget
@@ -139,17 +159,25 @@ async def amap_llm(
                         budget -= 1
                         await run_one(queue.get_nowait())
 
-                with use_gate(gate):  # the runners' task runs inherit it
-                    await asyncio.gather(*(runner() for _ in range(size * TASK_RUNS_PER_SLOT)))
+                if calls is not None:  # one call in flight per slot: the cap covers the task run
+                    await asyncio.gather(*(runner() for _ in range(size)))
+                else:
+                    gate = CallGate(size, requests_limit=requests_name, tokens_limit=tokens_name)
+                    with use_gate(gate):  # the runners' task runs inherit it
+                        await asyncio.gather(*(runner() for _ in range(size * TASK_RUNS_PER_SLOT)))
 
     # One API client for the whole fan-out: otherwise each task run on this event loop builds
     # its own (an SSL context each, ~30 ms of CPU per call).
     from prefect.context import AsyncClientContext
 
-    async with AsyncClientContext.get_or_create():
-        lane_errors = await asyncio.gather(
-            *(lane(size) for size in _lanes(slots, bool(slots_name))), return_exceptions=True
-        )
+    try:
+        async with AsyncClientContext.get_or_create():
+            lane_errors = await asyncio.gather(
+                *(lane(size) for size in _lanes(slots, bool(slots_name))), return_exceptions=True
+            )
+    finally:
+        if calls is not None:
+            calls.close()
     for outcome in [*lane_errors, *outcomes]:
         if isinstance(outcome, BaseException):
             raise outcome

@@ -24,6 +24,20 @@ def estimate_tokens(messages: Sequence[BaseMessage] | str) -> int:
     return max(1, len(text) // 4)
 
 
+async def take_rate_limits(
+    requests_limit: str | None, tokens_limit: str | None, prompt: Sequence[BaseMessage] | str
+) -> None:
+    """Wait until the shared rate limits let one more call (of this prompt's size) through."""
+    if not (requests_limit or tokens_limit):
+        return
+    from prefect.concurrency.asyncio import rate_limit
+
+    if requests_limit:
+        await rate_limit(requests_limit, occupy=1, strict=True)
+    if tokens_limit:
+        await rate_limit(tokens_limit, occupy=estimate_tokens(prompt), strict=True)
+
+
 class CallGate:
     """At most ``capacity`` model calls at once in this gate; optional shared rate limits.
 
@@ -46,15 +60,7 @@ class CallGate:
     async def slot(self, messages: Sequence[BaseMessage]) -> AsyncIterator[None]:
         """Hold one slot (after the rate limits let this call through) while the body runs."""
         async with self._semaphore:
-            if self.requests_limit or self.tokens_limit:
-                from prefect.concurrency.asyncio import rate_limit
-
-                if self.requests_limit:
-                    await rate_limit(self.requests_limit, occupy=1, strict=True)
-                if self.tokens_limit:
-                    await rate_limit(
-                        self.tokens_limit, occupy=estimate_tokens(messages), strict=True
-                    )
+            await take_rate_limits(self.requests_limit, self.tokens_limit, messages)
             yield
         # Step aside briefly so the call that was waiting for this slot gets into the model
         # before this task run's bookkeeping takes the event loop: when a wave of calls ends at
@@ -66,8 +72,9 @@ _CURRENT: ContextVar[CallGate | None] = ContextVar("flowkit_llm_call_gate", defa
 
 
 @contextlib.contextmanager
-def use_gate(gate: CallGate) -> Iterator[CallGate]:
-    """Model calls started in this context (and tasks created from it) go through ``gate``."""
+def use_gate(gate: CallGate | None) -> Iterator[CallGate | None]:
+    """Model calls started in this context (and tasks created from it) go through ``gate``
+    (``None``: no gate, e.g. in a task run that another process or thread started)."""
     token = _CURRENT.set(gate)
     try:
         yield gate

@@ -25,51 +25,31 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import functools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext
 from prefect.logging import get_logger
 from prefect.tasks import exponential_backoff
 from prefect.utilities.asyncutils import run_coro_as_sync
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from flowkit_prefect._retry import is_transient, retry_on_transient
 from flowkit_prefect.blocks.chat_models import ChatModelBlock
-from flowkit_prefect.exceptions import ConfigurationError, ModelOutputError
+from flowkit_prefect.exceptions import ConfigurationError
 from flowkit_prefect.llm._cache import LLMCallCachePolicy
+from flowkit_prefect.llm._call import LLMResult, call_chat_model, call_chat_model_sync
 from flowkit_prefect.llm._config import LLMTaskConfig, ResolvedLLMTaskConfig, resolve_config
-from flowkit_prefect.llm._gate import model_call_slot
 from flowkit_prefect.llm._usage import CallUsage, current_tracker, emit_call_event
 
 logger = get_logger("flowkit.llm")
-
-
-class LLMResult(BaseModel):
-    """One finished call: the reply text, the parsed structured output, and what it used."""
-
-    text: str
-    parsed: Any = Field(default=None, description="Structured output, as JSON-ready data.")
-    model: str
-    input_tokens: int = 0
-    output_tokens: int = 0
-    repairs: int = Field(default=0, description="Invalid replies sent back before this one.")
-    cached: bool = False
-    tool_calls: list[dict[str, Any]] = Field(
-        default_factory=list, description="Tool calls the model asked for: name, args, id."
-    )
-
-    def to_message(self) -> AIMessage:
-        """The reply as an ``AIMessage``, to continue a conversation (e.g. a tool loop)."""
-        return AIMessage(content=self.text, tool_calls=self.tool_calls)
 
 
 ChatModelSource = BaseChatModel | ChatModelBlock | Sequence[BaseChatModel | ChatModelBlock]
@@ -117,130 +97,13 @@ def _as_messages(prompt: str | Sequence[BaseMessage]) -> list[BaseMessage]:
     return messages
 
 
-def _usage(message: Any) -> tuple[int, int]:
-    usage = getattr(message, "usage_metadata", None) or {}
-    return int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
-
-
-async def _answer(
-    runnable: Any,
-    messages: list[BaseMessage],
-    timeout: float | None,
-    label: str,
-    metadata: dict[str, Any] | None = None,
-) -> Any:
-    """One model call, in a slot of the fan-out's gate (if any), cancelled after ``timeout``.
-
-    The timeout covers the model's answer only, not the wait for a slot or a rate limit.
-    """
-    async with model_call_slot(messages):
-        deadline = asyncio.timeout(timeout)
-        try:
-            async with deadline:
-                return await runnable.ainvoke(messages, config={"metadata": metadata or {}})
-        except TimeoutError as exc:
-            if not deadline.expired():  # the model's own timeout error: keep it as it is
-                raise
-            raise TimeoutError(
-                f"{label} did not answer within {timeout} s; the call was cancelled "
-                "(raise timeout_seconds in the LLM task config if the model is just slow)."
-            ) from exc
-
-
-async def _structured_call(
-    model: BaseChatModel,
-    messages: list[BaseMessage],
-    output_type: type[BaseModel],
-    repairs: int,
-    label: str,
-    timeout: float | None,
-    metadata: dict[str, Any] | None = None,
-) -> LLMResult:
-    try:
-        runnable = model.with_structured_output(output_type, include_raw=True)
-    except NotImplementedError as exc:
-        raise ConfigurationError(
-            f"{label} does not support structured output; use a model with tool calling or "
-            "JSON mode."
-        ) from exc
-    conversation = list(messages)
-    input_tokens = output_tokens = 0
-    error: Exception | None = None
-    for attempt in range(repairs + 1):
-        reply = await _answer(runnable, conversation, timeout, label, metadata)
-        raw, parsed, error = reply["raw"], reply["parsed"], reply["parsing_error"]
-        used_in, used_out = _usage(raw)
-        input_tokens, output_tokens = input_tokens + used_in, output_tokens + used_out
-        if error is None and parsed is not None:
-            data = parsed.model_dump(mode="json") if isinstance(parsed, BaseModel) else parsed
-            return LLMResult(
-                text=getattr(raw, "text", "") or "",
-                parsed=data,
-                model=label,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                repairs=attempt,
-            )
-        text = getattr(raw, "text", "") or str(getattr(raw, "content", ""))
-        conversation += [
-            AIMessage(text),
-            HumanMessage(
-                f"That reply is not valid for the required schema: {error}. Reply again with "
-                "only the corrected JSON."
-            ),
-        ]
-    raise ModelOutputError(
-        f"{label} gave no valid structured output for {output_type.__name__} after "
-        f"{repairs + 1} attempts; last error: {error}"
-    )
-
-
-@task(name="llm-call", persist_result=True)
-async def call_chat_model(
-    model: BaseChatModel,
-    messages: list[BaseMessage],
-    schema: dict[str, Any] | None = None,
-    output_type: type[BaseModel] | None = None,
-    repairs: int = 2,
-    label: str = "",
-    tools: list[dict[str, Any]] | None = None,
-    timeout_seconds: float | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> LLMResult:
-    """One model call (plus structured-output repairs) as a task run.
-
-    ``schema`` is the JSON schema of ``output_type`` and ``tools`` are OpenAI-format tool
-    schemas: they, not the Python objects, are what the cache key sees. ``timeout_seconds``
-    bounds each model call (a structured-output repair is a call of its own). ``metadata``
-    goes to the model as LangChain run metadata (tracing, test doubles); it is not in the key.
-    """
-    label = label or type(model).__name__
-    if output_type is not None:
-        return await _structured_call(
-            model, messages, output_type, repairs, label, timeout_seconds, metadata
-        )
-    runnable: Any = model.bind_tools(tools) if tools else model
-    reply = await _answer(runnable, messages, timeout_seconds, label, metadata)
-    used_in, used_out = _usage(reply)
-    return LLMResult(
-        text=reply.text,
-        model=label,
-        input_tokens=used_in,
-        output_tokens=used_out,
-        tool_calls=[
-            {"name": c["name"], "args": c["args"], "id": c.get("id") or f"call_{i}"}
-            for i, c in enumerate(getattr(reply, "tool_calls", None) or [])
-        ],
-    )
-
-
 @functools.cache
-def _configured_task(config: ResolvedLLMTaskConfig, label: str) -> Any:
-    """The task with ``config`` applied; memoized, since building a Prefect task re-reads the
-    function's source (~1 ms a call)."""
+def _configured_task(config: ResolvedLLMTaskConfig, label: str, sync: bool = False) -> Any:
+    """The task (the sync variant for a task runner's worker) with ``config`` applied;
+    memoized, since building a Prefect task re-reads the function's source (~1 ms a call)."""
     retries = config.retries
     expiration = config.cache_expiration_seconds
-    return call_chat_model.with_options(
+    return (call_chat_model_sync if sync else call_chat_model).with_options(
         name=config.task_name,
         task_run_name=f"{config.task_name} [{label[:40]}]",
         retries=retries,
@@ -253,6 +116,11 @@ def _configured_task(config: ResolvedLLMTaskConfig, label: str) -> Any:
         cache_expiration=datetime.timedelta(seconds=expiration) if expiration else None,
         persist_result=config.cache,
     )
+
+
+SubmitCall = Callable[[Any, tuple[Any, ...]], Awaitable[State[Any]]]
+"""Submits the configured sync ``llm-call`` task with these arguments to the flow's task runner
+and returns its final state (a fan-out on a task runner)."""
 
 
 async def ainvoke_llm(
@@ -270,6 +138,23 @@ async def ainvoke_llm(
     calls the model asks for come back in ``LLMResult.tool_calls``. ``metadata`` (e.g.
     ``{"flowkit_stage": "plan"}``) reaches the model as LangChain run metadata, for tracing.
     """
+    return await call_through_chain(
+        model, prompt, output_type=output_type, config=config, tools=tools, metadata=metadata
+    )
+
+
+async def call_through_chain(
+    model: ChatModelSource,
+    prompt: str | Sequence[BaseMessage],
+    *,
+    output_type: type[BaseModel] | None = None,
+    config: LLMTaskConfig | None = None,
+    tools: Sequence[Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    submit: SubmitCall | None = None,
+) -> LLMResult:
+    """``ainvoke_llm``, whose ``llm-call`` task runs run inline, or go through ``submit`` to a
+    task runner; the budget, usage, events and fallback chain stay in the calling process."""
     settings = resolve_config(config)
     messages = _as_messages(prompt)
     chain = list(model) if isinstance(model, Sequence) else [model]
@@ -284,8 +169,7 @@ async def ainvoke_llm(
     for position, source in enumerate(chain):
         target = _Target(source)
         tracker.check()
-        runner = _configured_task(settings, target.label)
-        state = await runner(
+        arguments = (
             target.model,
             messages,
             schema,
@@ -295,8 +179,11 @@ async def ainvoke_llm(
             tool_schemas,
             settings.timeout_seconds,
             metadata,
-            return_state=True,
         )
+        if submit is None:
+            state = await _configured_task(settings, target.label)(*arguments, return_state=True)
+        else:
+            state = await submit(_configured_task(settings, target.label, sync=True), arguments)
         if state.is_completed():
             result: LLMResult = await state.aresult()
             cached = state.name == "Cached"

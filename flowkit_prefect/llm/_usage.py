@@ -144,6 +144,7 @@ def publish_usage(tracker: UsageTracker | None = None) -> None:
             f"LLM usage: {len(tracker.calls)} calls, {tracker.tokens} tokens, "
             f"cost {tracker.cost:.4f}"
         ),
+        _sync=True,  # pyright: ignore[reportCallIssue]  # async_dispatch: also in async flows
     )
 
 
