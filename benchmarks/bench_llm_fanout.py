@@ -527,7 +527,7 @@ def run(args: argparse.Namespace) -> int:
             f"{time.perf_counter() - t0:.2f} s"
         )
 
-        for size in sorted({calls, args.limit_calls} - {0}):
+        for size in sorted({calls, args.limit_calls, args.runner_calls} - {0}):
             abatch[size] = run_abatch(model, make_prompts(size, f"abatch{size}-{tag}"), concurrency)
             report(abatch[size])
 
