@@ -683,18 +683,47 @@ def test_non_root_worker(
 
 # -- docker ----------------------------------------------------------------------------------
 
-DOCKER_HOST = os.environ.get("FLOWKIT_TEST_DOCKER_HOST")
-DOCKER_IMAGE = os.environ.get("FLOWKIT_TEST_DOCKER_IMAGE", "flowkit-sandbox:py311")
-needs_docker = pytest.mark.skipif(
-    not DOCKER_HOST, reason="set FLOWKIT_TEST_DOCKER_HOST to a Docker engine to run these"
+DOCKER_CACHE = Path(
+    os.environ.get(
+        "FLOWKIT_TEST_DOCKER_CACHE", Path.home() / ".cache" / "flowkit-prefect" / "docker"
+    )
 )
 
 
+@pytest.fixture(scope="module")
+def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(docker host, image): ``FLOWKIT_TEST_DOCKER_HOST`` and ``FLOWKIT_TEST_DOCKER_IMAGE`` when
+    set, else a dockerd of this module's own (as the Docker e2e test starts one; docker.io from
+    apt when missing) with the debootstrap base image, which has python3. Stopped by its PID."""
+    from flowkit_prefect import _docker_stack
+
+    if os.environ.get("FLOWKIT_TEST_DOCKER_HOST"):
+        yield (
+            os.environ["FLOWKIT_TEST_DOCKER_HOST"],
+            os.environ.get("FLOWKIT_TEST_DOCKER_IMAGE", "flowkit-sandbox:py311"),
+        )
+        return
+    try:
+        _docker_stack.ensure_engine_installed()
+    except _docker_stack.EngineUnavailableError as exc:
+        pytest.skip(f"no Docker engine here and none could be installed: {exc}")
+    stack = _docker_stack.DockerStack(
+        tmp_path_factory.mktemp("sandbox-engine"), DOCKER_CACHE, data_root=DOCKER_CACHE / "engine"
+    )
+    try:
+        print(_docker_stack.start_engine(stack))
+        print(_docker_stack.ensure_base_image(stack))
+        yield stack.docker_host, _docker_stack.BASE_IMAGE
+    finally:
+        print(_docker_stack.stop_engine(stack))
+
+
 @pytest.fixture
-def docker_sandbox() -> DockerSandbox:
+def docker_sandbox(docker_engine: tuple[str, str]) -> DockerSandbox:
+    host, image = docker_engine
     return DockerSandbox(
-        image=DOCKER_IMAGE,
-        docker_host=DOCKER_HOST,
+        image=image,
+        docker_host=host,
         wall_seconds=4.0,
         cpu_seconds=2.0,
         test_timeout_seconds=1.0,
@@ -704,10 +733,10 @@ def docker_sandbox() -> DockerSandbox:
     )
 
 
-def _docker_names() -> list[str]:
+def _docker_names(host: str) -> list[str]:
     return subprocess.run(
         ["docker", "ps", "-a", "--filter", "label=flowkit.sandbox=1", "--format", "{{.Names}}"],
-        env={**os.environ, "DOCKER_HOST": DOCKER_HOST or ""},
+        env={**os.environ, "DOCKER_HOST": host},
         capture_output=True,
         text=True,
         check=True,
@@ -715,7 +744,6 @@ def _docker_names() -> list[str]:
 
 
 @pytest.mark.docker
-@needs_docker
 def test_docker_runs_tests(docker_sandbox: DockerSandbox) -> None:
     started = time.perf_counter()
     report = run_in_sandbox(docker_sandbox, ADD, ADD_TESTS)
@@ -730,11 +758,10 @@ def test_docker_runs_tests(docker_sandbox: DockerSandbox) -> None:
         docker_sandbox, code, [TestCase(name="file", code="assert open('x').read()")]
     )
     assert report.all_passed and report.stdout == "out\nerr\n"  # stderr is merged in Docker
-    assert _docker_names() == []
+    assert _docker_names(docker_sandbox.docker_host or "") == []
 
 
 @pytest.mark.docker
-@needs_docker
 def test_docker_contains_hostile_code(
     docker_sandbox: DockerSandbox,
     loopback_server: tuple[int, list[object]],
@@ -749,7 +776,7 @@ def test_docker_contains_hostile_code(
     report = run_in_sandbox(docker_sandbox, "import time\ntime.sleep(60)\n", ADD_TESTS[:1])
     print(f"docker sleep: {time.monotonic() - started:.2f} s, {report.detail}")
     assert report.verdict == "timeout" and "wall-time" in report.detail
-    assert _docker_names() == []  # killed and removed by name
+    assert _docker_names(docker_sandbox.docker_host or "") == []  # killed and removed by name
     code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
     job = make_job(docker_sandbox, code, ADD_TESTS[:1], "")
     job.audit_hook = False  # --network none alone
@@ -771,7 +798,7 @@ def test_docker_contains_hostile_code(
     monkeypatch.setenv("FLOWKIT_TEST_SECRET", secret)
     report = run_in_sandbox(docker_sandbox, "import os\nprint(dict(os.environ))\n", ADD_TESTS[:1])
     assert secret not in _whole(report)
-    assert _docker_names() == []
+    assert _docker_names(docker_sandbox.docker_host or "") == []
 
 
 def test_docker_without_engine_is_a_sandbox_error() -> None:
