@@ -454,6 +454,10 @@ def up(
         f"Built the image and deployed the docker deployments in {time.monotonic() - build:.0f} s"
         f" (log: {log_file})"
     )
+    # A rebuild moves the tag to the new image and leaves the old one dangling: drop those, or
+    # the engine's image store (cached across runs) grows by an image per build.
+    pruned = _docker(stack, "image", "prune", "--force", timeout=120).strip().splitlines()
+    say(pruned[-1] if pruned else "No dangling images")
     say(start_docker_worker(stack, prefect_stack, api_url))
     say(f"Docker stack ready in {time.monotonic() - started:.0f} s")
 

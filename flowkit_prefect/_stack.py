@@ -165,10 +165,12 @@ def start_server(stack: Stack) -> str:
     """
     database = ""
     server_env = {**os.environ, **stack.env()}
+    running = _running_pid(stack.server_pid_file)
+    if running and api_healthy(stack.api_url):
+        _check_same_database(stack, running)
     if stack.database == "postgres":
         database = _postgres.start(stack.postgres) + "\n"
         server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = stack.postgres.url
-    running = _running_pid(stack.server_pid_file)
     if api_healthy(stack.api_url):
         if running:
             return f"{database}Prefect server already running (pid {running}) at {stack.ui_url}"
@@ -201,6 +203,7 @@ def start_server(stack: Stack) -> str:
                 start_new_session=True,  # a Ctrl-C in `make run` does not stop it
             )
         stack.server_pid_file.write_text(str(proc.pid))
+        _database_file(stack).write_text(stack.database)
     deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS
     # The process we just started is watched through its handle: right after Popen returns, the
     # child can still be inside execve (its /proc cmdline empty), which _running_pid takes as gone.
@@ -222,6 +225,25 @@ def start_server(stack: Stack) -> str:
         f"The Prefect server did not become healthy on {stack.api_url}. Last lines of "
         f"{log_file}:\n{tail}"
     )
+
+
+def _database_file(stack: Stack) -> Path:
+    return stack.prefect_home / "server.database"
+
+
+def _check_same_database(stack: Stack, pid: int) -> None:
+    """A server asked for on PostgreSQL while ours runs on SQLite: say so rather than reuse it
+    (with the database unset or SQLite, the running server is reused, whatever it runs on)."""
+    try:
+        running_on = _database_file(stack).read_text().strip() or "sqlite"
+    except OSError:
+        running_on = "sqlite"  # servers started before the file existed ran on SQLite
+    if stack.database == "postgres" and running_on != "postgres":
+        raise ConfigurationError(
+            f"The local Prefect server (pid {pid}) runs on {running_on}, not {stack.database}. "
+            f"Stop it with `make stop` (your runs stay in its database), then start again with "
+            f"`make run DB={stack.database}`."
+        )
 
 
 def stop_server(stack: Stack, timeout: float = 20.0) -> str:

@@ -40,6 +40,11 @@ def test_up_twice_then_down_leaves_no_process(tmp_path: Path) -> None:
         assert _stack.api_healthy(stack.api_url)
         again = _flowkit(tmp_path, port, "up")
         assert again.returncode == 0 and f"already running (pid {pid})" in again.stdout
+        # Asked for PostgreSQL while ours runs on SQLite: refused, nothing else started.
+        other = _flowkit(tmp_path, port, "up", "--database", "postgres")
+        assert other.returncode != 0
+        assert f"server (pid {pid}) runs on sqlite, not postgres" in other.stderr, other.stderr
+        assert "make stop" in other.stderr and not stack.postgres.data_dir.exists()
     finally:
         down = _flowkit(tmp_path, port, "down")
     assert down.returncode == 0, down.stderr
