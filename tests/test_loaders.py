@@ -67,8 +67,8 @@ def test_bad_inputs_are_skipped_with_reasons(tmp_path: Path) -> None:
     assert "unsupported file type '.png'" in reasons["image.png"]
     assert reasons["broken.json"].startswith("invalid JSON")
     assert reasons["gone.txt"].startswith("unreadable")
-    assert ".hidden.txt" not in reasons
-    assert result.found == len(result.documents) + len(result.skipped) == 9
+    assert reasons[".hidden.txt"].startswith("hidden file")  # counted and reported, not read
+    assert result.found == len(result.documents) + len(result.skipped) == 10
 
 
 def test_records_without_text_or_with_duplicate_ids_are_skipped(tmp_path: Path) -> None:

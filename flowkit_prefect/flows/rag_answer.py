@@ -55,6 +55,13 @@ def answer_markdown(result: RagAnswer) -> str:
         )
     else:
         lines.append("_No source supports an answer._")
+    if result.flagged:
+        lines.append("\n### Flagged sources: text that looks like instructions to the model\n")
+        lines.extend(
+            f"- `{f.source}` (chunk `{f.chunk_id}`): {'; '.join(f.reasons).replace('`', chr(39))}"
+            + (" (kept from the model)" if f.dropped else " (given to the model as data)")
+            for f in result.flagged
+        )
     lines.append(f"\n_Model: {result.model}; {result.retrieved} chunks retrieved._")
     return "\n".join(lines)
 
@@ -70,6 +77,7 @@ def rag_answer(
     filter: dict[str, Any] | None = None,
     min_score: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.2,
     grounding_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.6,
+    drop_flagged_chunks: bool = False,
 ) -> RagAnswer:
     """Answer a question from the chunks nearest to it, citing each chunk used.
 
@@ -88,6 +96,9 @@ def rag_answer(
         min_score: Chunks scoring below this similarity are not used.
         grounding_threshold: Share of the answer's words that must occur in the chunks it cites;
             below it, the retrieved sentence closest to the question is the answer instead.
+        drop_flagged_chunks: Keep chunks that look like instructions to the model (override
+            phrases, role markers, tool-call syntax, hidden Unicode) from it; either way they
+            are named in the artifact.
     """
     if not question or not question.strip():
         raise ConfigurationError("rag-answer needs a non-empty question.")
@@ -104,6 +115,7 @@ def rag_answer(
             embeddings,
             min_score=min_score,
             grounding_threshold=grounding_threshold,
+            drop_flagged=drop_flagged_chunks,
         )
     create_markdown_artifact(
         answer_markdown(result),

@@ -117,6 +117,7 @@ def rag_ingest(
     max_file_bytes: Annotated[int, Field(ge=1)] = DEFAULT_MAX_FILE_BYTES,
     scope: str | None = None,
     document_checks: DocumentChecks | None = None,
+    include_hidden: bool = False,
 ) -> IngestSummary:
     """Ingest documents into Qdrant: load, chunk, embed and upsert with deterministic ids.
 
@@ -137,6 +138,8 @@ def rag_ingest(
         scope: Names this corpus inside the collection; default: the folder path or 'records'.
         document_checks: The document checkpoint before embedding: text length bounds and
             required metadata; failing documents are quarantined and reported, not embedded.
+        include_hidden: Also load hidden files and folders (names starting with a dot); by
+            default they are skipped and reported.
     """
     logger = get_run_logger()
     if (folder is None) == (records is None):
@@ -148,7 +151,12 @@ def rag_ingest(
     )
     progress = _Progress(f"Ingesting into {collection}")
 
-    loaded = load_documents(folder=folder, records=records, max_file_bytes=max_file_bytes)
+    loaded = load_documents(
+        folder=folder,
+        records=records,
+        max_file_bytes=max_file_bytes,
+        include_hidden=include_hidden,
+    )
     documents, quarantined = check_documents(loaded.documents, document_checks or DocumentChecks())
     # opaque(): Prefect need not walk thousands of chunks looking for upstream futures.
     chunks = chunk_documents(_opaque(documents), chunking or ChunkingOptions(), corpus_scope)

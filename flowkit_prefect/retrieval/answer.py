@@ -19,11 +19,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field, create_model
 
+from flowkit_prefect._injection import injection_reasons
 from flowkit_prefect._logging import run_logger
 from flowkit_prefect._schema_types import list_of, literal_of
 from flowkit_prefect.exceptions import ConfigurationError, ModelOutputError
 from flowkit_prefect.llm import ChatModelSource, LLMTaskConfig, invoke_llm, source_label
-from flowkit_prefect.retrieval.types import Citation, RagAnswer, SearchHit
+from flowkit_prefect.retrieval.types import Citation, FlaggedSource, RagAnswer, SearchHit
 
 NOT_FOUND_ANSWER = "The indexed documents do not contain the answer to this question."
 
@@ -216,6 +217,20 @@ def best_sentence(
     return index, sentence, score
 
 
+def flag_hits(hits: list[SearchHit], dropped: bool = False) -> list[FlaggedSource]:
+    """The hits whose text looks like instructions to the model, with the reasons."""
+    flagged = []
+    for hit in hits:
+        reasons = injection_reasons(hit.text)
+        if reasons:
+            flagged.append(
+                FlaggedSource(
+                    chunk_id=hit.chunk_id, source=hit.source, reasons=reasons, dropped=dropped
+                )
+            )
+    return flagged
+
+
 def _citation(label: str, hit: SearchHit) -> Citation:
     excerpt = " ".join(hit.text.split())
     return Citation(
@@ -281,6 +296,7 @@ def answer_question(
     min_score: float = 0.0,
     grounding_threshold: float = 0.6,
     llm_config: LLMTaskConfig | None = None,
+    drop_flagged: bool = False,
 ) -> RagAnswer:
     """Answer ``question`` from ``hits``, citing the chunks used.
 
@@ -289,7 +305,9 @@ def answer_question(
     the cost) or a fallback list. No model call when no hit scores at least ``min_score``. A
     model answer whose words are not (``grounding_threshold``) in the chunks it cites is replaced
     by the closest retrieved sentence, found with ``embeddings``; without them such an answer
-    becomes "not found".
+    becomes "not found". Chunks whose text looks like instructions to the model (override
+    phrases, role markers, tool-call syntax, hidden Unicode) are named in ``flagged``; with
+    ``drop_flagged`` they are also kept from the model.
 
     Example:
         ```python
@@ -305,6 +323,18 @@ def answer_question(
     logger = run_logger("flowkit.retrieval")
     relevant = [hit for hit in hits if hit.score >= min_score]
     label = model_label or source_label(model)
+    flagged = flag_hits(relevant, drop_flagged)
+    for flag in flagged:
+        logger.warning(
+            "Chunk %s of %s looks like instructions to the model (%s)%s",
+            flag.chunk_id,
+            flag.source,
+            "; ".join(flag.reasons),
+            ": kept from the model" if flag.dropped else "",
+        )
+    if drop_flagged:
+        dropped = {flag.chunk_id for flag in flagged}
+        relevant = [hit for hit in relevant if hit.chunk_id not in dropped]
     if not relevant:
         logger.info("No chunk scored at least %.2f: the documents do not hold an answer", min_score)
         return RagAnswer(
@@ -313,10 +343,12 @@ def answer_question(
             answer_found=False,
             mode="not_found",
             model=label,
+            flagged=flagged,
         )
     labels = [label_for(i) for i in range(len(relevant))]
     reply = ask_model(model, build_messages(question, relevant), labels, llm_config)
     result = compose_answer(question, relevant, reply, label, embeddings, grounding_threshold)
+    result.flagged = flagged
     if result.mode == "extractive":
         logger.warning(
             "The model's answer was not supported by the chunks it cited (grounding %.2f): "

@@ -2,7 +2,8 @@
 
 Supported: ``.txt``, ``.md``/``.markdown``, ``.html``/``.htm`` (text only), ``.json`` (one object
 or a list of them), ``.jsonl`` (one object per line) and ``.csv`` (one document per row). Hidden
-files and folders (names starting with a dot) are not inputs.
+files and folders (names starting with a dot) are skipped and reported unless asked for; nothing
+whose real path lies outside the folder is read.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from flowkit_prefect.exceptions import SourceNotFoundError
+from flowkit_prefect.retrieval._walk import walk_folder
 from flowkit_prefect.retrieval.types import (
     IngestRecord,
     LoadResult,
@@ -211,27 +213,20 @@ def _with_meta(
         yield item
 
 
-def _visible_files(folder: Path) -> Iterator[Path]:
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        # A broken symlink is an input too: it is reported as unreadable, not dropped.
-        if path.is_symlink() or not path.is_dir():
-            yield path
-
-
 def load_folder(
     folder: str | Path,
     *,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     text_fields: tuple[str, ...] = DEFAULT_TEXT_FIELDS,
     id_field: str | None = "id",
+    include_hidden: bool = False,
 ) -> LoadResult:
     """Load every supported file under ``folder`` (recursively); skip the rest with a reason.
 
     Source ids are paths relative to ``folder`` (``guide/intro.md``), and ``file#record`` for the
-    records of JSON, JSONL and CSV files.
+    records of JSON, JSONL and CSV files. Every entry on disk is a document or a skipped source:
+    hidden entries (unless ``include_hidden``), links leading outside the folder and anything
+    that is not a regular file are reported, never read (see ``_walk``).
     """
     root = Path(folder).expanduser()
     if not root.exists():
@@ -242,8 +237,11 @@ def load_folder(
     if not root.is_dir():
         raise SourceNotFoundError(f"{str(root)!r} is a file, not a folder. Pass its folder.")
     result = LoadResult()
-    for path in _visible_files(root):
-        source = path.relative_to(root).as_posix()
+    for entry in walk_folder(root, include_hidden):
+        if isinstance(entry, SkippedSource):
+            result.skipped.append(entry)
+            continue
+        path, source = entry
         for item in _load_file(path, source, max_file_bytes, text_fields, id_field):
             if isinstance(item, SourceDocument):
                 result.documents.append(item)

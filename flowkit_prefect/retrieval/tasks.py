@@ -72,12 +72,18 @@ def load_documents(
     records: list[IngestRecord] | list[dict[str, Any]] | None = None,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     text_fields: tuple[str, ...] = ("text", "content", "body"),
+    include_hidden: bool = False,
 ) -> LoadResult:
     """Load documents from a folder or from inline records; skipped inputs carry a reason."""
     if (folder is None) == (records is None):
         raise ConfigurationError("Pass exactly one of `folder` or `records` to load documents.")
     result = (
-        load_folder(folder, max_file_bytes=max_file_bytes, text_fields=text_fields)
+        load_folder(
+            folder,
+            max_file_bytes=max_file_bytes,
+            text_fields=text_fields,
+            include_hidden=include_hidden,
+        )
         if folder is not None
         else load_records(records or [])
     )

@@ -106,6 +106,15 @@ class Citation(BaseModel):
 AnswerMode = Literal["generated", "extractive", "not_found"]
 
 
+class FlaggedSource(BaseModel):
+    """A retrieved chunk whose text looks like instructions to the model (prompt injection)."""
+
+    chunk_id: str
+    source: str
+    reasons: list[str]
+    dropped: bool = Field(default=False, description="Kept from the model (drop_flagged).")
+
+
 class RagAnswer(BaseModel):
     """An answer with the chunks it cites, and how it was obtained.
 
@@ -123,3 +132,6 @@ class RagAnswer(BaseModel):
     model_reply: str = Field(default="", description="The chat model's own answer, verbatim.")
     grounding: float = Field(default=0.0, description="Share of the answer's words in its sources.")
     retrieved: int = 0
+    flagged: list[FlaggedSource] = Field(
+        default_factory=list, description="Retrieved chunks that look like instructions."
+    )
