@@ -97,3 +97,46 @@ def test_bound_tools_are_part_of_the_key() -> None:
     assert llm_cache_key(model.bind_tools([add]), MESSAGES) != llm_cache_key(
         model.bind_tools([sub]), MESSAGES
     )
+
+
+def _model_classes() -> list[type]:
+    from langchain_openai import ChatOpenAI
+
+    from flowkit_prefect.models.openai_compatible import ChatOpenAICompatible
+
+    return [ChatOpenAI, ChatOpenAICompatible, ChatLocalLlama, FakeChatModel]
+
+
+@pytest.mark.parametrize("cls", _model_classes(), ids=lambda cls: cls.__name__)
+def test_every_model_field_is_classified(cls: type) -> None:
+    """Each field of the chat models we ship is either in the key or left out on purpose: a
+    field a provider adds fails here until someone decides which (neither a run id leaking in
+    nor a reply-changing setting silently left out)."""
+    from flowkit_prefect.llm._cache import IDENTIFYING_FIELDS, NON_IDENTIFYING_FIELDS
+
+    assert not IDENTIFYING_FIELDS & NON_IDENTIFYING_FIELDS
+    own = {"responses", "respond", "calls", "call_metadata", "delay_seconds", "journal"}
+    fields = set(cls.model_fields) - (own if cls is FakeChatModel else set())
+    unclassified = sorted(fields - IDENTIFYING_FIELDS - NON_IDENTIFYING_FIELDS)
+    assert unclassified == [], (
+        f"{cls.__name__} has fields neither in IDENTIFYING_FIELDS nor NON_IDENTIFYING_FIELDS "
+        f"(flowkit_prefect/llm/_cache.py): {unclassified}"
+    )
+
+
+def test_run_ids_in_tags_metadata_and_names_do_not_change_the_key() -> None:
+    from langchain_openai import ChatOpenAI
+
+    messages = [HumanMessage("hi")]
+    plain = ChatOpenAI(model="gpt-4o-mini", api_key="sk-x")
+    traced = ChatOpenAI(
+        model="gpt-4o-mini",
+        api_key="sk-x",
+        tags=["flow-run-1234"],
+        metadata={"flow_run_id": "1234"},
+        name="run-1234",
+        default_headers={"X-Run": "1234"},
+    )
+    assert llm_cache_key(plain, messages) == llm_cache_key(traced, messages)
+    verbose = ChatOpenAI(model="gpt-4o-mini", api_key="sk-x", verbosity="high")
+    assert llm_cache_key(plain, messages) != llm_cache_key(verbose, messages)
