@@ -234,3 +234,127 @@ def _check_the_answer_cites_the_fact(shown: str, root: Path) -> None:
         client.close()
     assert any("45 days" in point.payload["text"] for point in cited)
     assert all(point.payload["source"] == "handbook/refunds.md" for point in cited[:1])
+
+
+def _crash_corpus(folder: Path, documents: int = 400) -> None:
+    """Distinct documents of ~5 chunks each (the default 800-character chunks)."""
+    words = [
+        "heron",
+        "river",
+        "refund",
+        "station",
+        "sensor",
+        "battery",
+        "firmware",
+        "warranty",
+        "shipment",
+        "invoice",
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    for number in range(documents):
+        paragraphs = [
+            f"Document {number}, part {part}: "
+            + " ".join(words[(number * 7 + part * 3 + i) % len(words)] for i in range(120))
+            for part in range(3)
+        ]
+        (folder / f"doc-{number:04d}.md").write_text("\n\n".join(paragraphs) + "\n")
+
+
+def _flow_run_id(output: str) -> str:
+    match = re.search(r"UUID: ([0-9a-f-]{36})", output)
+    assert match, output[-2000:]
+    return match.group(1)
+
+
+def _progress(client, flow_run_id: str) -> float:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    artifacts = client.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+    )
+    values = [float(a.data) for a in artifacts if a.type == "progress" and a.data is not None]
+    return max(values, default=0.0)
+
+
+def _run_logs(client, flow_run_id: str) -> list[str]:
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    logs = client.read_logs(
+        log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200
+    )
+    return [log.message for log in logs]
+
+
+def _point_ids(root: Path, collection: str) -> list[str]:
+    client = QdrantClient(path=str(root / "data" / "qdrant"))
+    try:
+        ids, offset = [], None
+        while True:
+            points, offset = client.scroll(collection, limit=1000, offset=offset)
+            ids += [str(p.id) for p in points]
+            if offset is None:
+                return ids
+    finally:
+        client.close()
+
+
+def test_a_killed_ingest_resumes_without_a_stall(stack: dict) -> None:
+    """SIGKILL the rag-ingest flow-run process at ~40 %, run it again: the re-run gets the store
+    once the crashed run's 60 s lease lapses, ends with exactly the expected chunks, and does not embed the stored ones again.
+    Runs after test_deploy_and_run_the_templates (same stack: server, worker, deployments)."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    from flowkit_prefect.retrieval.chunking import ChunkingOptions, split_documents
+    from flowkit_prefect.retrieval.loaders import load_folder
+
+    env, local, root = stack["env"], stack["stack"], stack["root"]
+    prefect = str(BIN / "prefect")
+    corpus = root / "crash-corpus"
+    _crash_corpus(corpus)
+    params = json.dumps(
+        {"folder": str(corpus), "collection": "crash", "batch_size": 16, "scope": "crash"}
+    )
+    started = _run([prefect, "deployment", "run", "rag-ingest/default", "--params", params], env)
+    run_id = _flow_run_id(started.stdout)
+    with SyncPrefectClient(local.api_url) as client:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and _progress(client, run_id) < 40.0:
+            assert not client.read_flow_run(run_id).state.is_final(), "finished before the kill"
+            time.sleep(0.5)
+        flow_run = client.read_flow_run(run_id)
+        assert flow_run.infrastructure_pid, "the worker recorded no process for the run"
+        pid = int(str(flow_run.infrastructure_pid).rsplit(":", 1)[-1])
+        at = _progress(client, run_id)
+        os.kill(pid, 9)  # the flow-run process the worker started, by its PID
+        killed = time.monotonic()
+        while time.monotonic() - killed < 30 and _stack._alive(pid):
+            time.sleep(0.2)
+    stored_before = len(_point_ids(root, "crash"))
+    expected = {
+        c.chunk_id
+        for c in split_documents(load_folder(corpus).documents, ChunkingOptions(), "crash")
+    }
+    assert 0 < stored_before < len(expected), (stored_before, len(expected))
+
+    rerun = _run(
+        [prefect, "deployment", "run", "rag-ingest/default", "--params", params, "--watch"], env
+    )
+    assert "Completed" in rerun.stdout, rerun.stdout[-3000:]
+    with SyncPrefectClient(local.api_url) as client:
+        logs = _run_logs(client, _flow_run_id(rerun.stdout))
+    waited = [
+        float(m)
+        for m in re.findall(r"Got the embedded Qdrant store .* after (\d+) s", "\n".join(logs))
+    ]
+    waiting = [m for m in logs if "Waiting for the embedded Qdrant store" in m]
+    written = [int(m) for m in re.findall(r"(\d+) chunks written", "\n".join(logs))]
+    ids = _point_ids(root, "crash")
+    print(
+        f"\nkilled at {at:.0f} % with {stored_before} of {len(expected)} chunks stored; the "
+        f"re-run waited {waited[0] if waited else 0:.0f} s for the store ({len(waiting)} waiting "
+        f"lines) and wrote {written[0] if written else '?'} chunks"
+    )
+    assert (waited[0] if waited else 0.0) <= 90.0  # the store's 60 s lease + the repossessor
+    assert len(ids) == len(set(ids)) and set(ids) == expected
+    assert written and written[0] <= len(expected) - stored_before + 16 * 5  # batches in flight
+    assert written[0] >= len(expected) - stored_before

@@ -83,3 +83,42 @@ def test_answer_names_the_flagged_source_and_can_drop_it(harness: str) -> None:
     shown = answer_markdown(with_flag)
     assert "Flagged sources" in shown and "uploads/evil.md" in shown and "as data" in shown
     assert "kept from the model" in answer_markdown(without)
+
+
+def _planted_tool(question: str) -> str:
+    """Look something up (returns a planted instruction)."""
+    return f"Result for {question}. {PLANTED}"
+
+
+def test_agent_steps_and_plan_table_name_instruction_like_output(harness: str) -> None:
+    """A tool whose output carries an instruction, and a plan step whose output does: the
+    agent's trajectory and the plan-status table flag them."""
+    import json
+    import uuid
+
+    from langchain_core.messages import AIMessage
+    from prefect.artifacts import Artifact
+
+    from flowkit_prefect.agents.executors import ExecutorRegistry
+    from flowkit_prefect.agents.planning import run_plan
+    from flowkit_prefect.agents.tool_agent import run_tool_agent
+
+    call = {"name": "_planted_tool", "args": {"question": "refunds"}, "id": "c1"}
+    agent_model = FakeChatModel(responses=[AIMessage(content="", tool_calls=[call]), "done"])
+    registry = ExecutorRegistry()
+    registry.register("py", lambda step, context: f"looked up. {PLANTED}", "run Python")
+    plan = {"steps": [{"description": "look up", "executor": "py", "depends_on": []}]}
+    planner = FakeChatModel(responses=[json.dumps(plan), "Summary."])
+
+    @flow
+    def run() -> tuple:
+        agent = run_tool_agent(agent_model, [_planted_tool], f"refunds? {uuid.uuid4().hex}")
+        planned = run_plan(planner, f"goal {uuid.uuid4().hex}", registry)
+        return agent, planned
+
+    agent, planned = run()
+    tool_step = next(s for s in agent.steps if s.kind == "tool")
+    assert tool_step.flags and tool_step.flags[0].startswith("override phrase")
+    assert planned.plan.steps[0].flags and "override phrase" in planned.plan.steps[0].flags[0]
+    table = Artifact.get("plan-status")
+    assert table is not None and "override phrase" in str(table.data)

@@ -23,6 +23,9 @@ class PlanStep(BaseModel):
     output: str | None = None
     error: str | None = None
     attempts: int = 0
+    flags: list[str] = Field(
+        default_factory=list, description="Why the output looks like instructions to a model."
+    )
 
 
 class Plan(BaseModel):
@@ -94,6 +97,7 @@ class Plan(BaseModel):
                 "description": s.description,
                 "attempts": s.attempts,
                 "result": (s.output or s.error or "")[:300],
+                "flags": "; ".join(s.flags),
             }
             for s in self.steps
         ]

@@ -21,6 +21,7 @@ from prefect.input import RunInput
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field, create_model
 
+from flowkit_prefect._injection import injection_reasons
 from flowkit_prefect._logging import run_logger
 from flowkit_prefect._schema_types import list_of, literal_of
 from flowkit_prefect.agents.executors import ExecutorRegistry, StepContext
@@ -272,6 +273,11 @@ def _run_wave(
         try:
             step.output, step.attempts = future.result()
             step.status = "completed"
+            step.flags = injection_reasons(step.output or "")
+            if step.flags:  # later steps get it as data; the plan table names it
+                logger.warning(
+                    "Step %s output looks like instructions: %s", step_id, "; ".join(step.flags)
+                )
         except Exception as exc:
             step.attempts = 1 + step_retries
             step.status = "failed"

@@ -8,8 +8,10 @@ bounds the loop; optionally a person approves each tool call in the Prefect UI
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
@@ -17,15 +19,17 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, To
 from langchain_core.tools import BaseTool
 from langchain_core.tools import tool as as_tool
 from prefect import task
-from prefect.cache_policies import NO_CACHE
-from prefect.context import FlowRunContext
+from prefect.cache_policies import NO_CACHE, CachePolicy
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
+from flowkit_prefect._injection import injection_reasons
 from flowkit_prefect._logging import run_logger
 from flowkit_prefect.blocks.chat_models import ChatModelBlock
 from flowkit_prefect.exceptions import ConfigurationError
 from flowkit_prefect.llm import LLMTaskConfig, invoke_llm
+from flowkit_prefect.llm._cache import messages_fingerprint
 
 DEFAULT_AGENT_SYSTEM = (
     "You are a careful assistant. Use the tools when they help; when you have the answer, "
@@ -48,6 +52,9 @@ class AgentStep(BaseModel):
     input: Any = None
     output: Any = None
     error: str | None = None
+    flags: list[str] = Field(
+        default_factory=list, description="Why a tool's output looks like instructions."
+    )
 
 
 class AgentResult(BaseModel):
@@ -66,10 +73,43 @@ def _as_tools(tools: Sequence[Any]) -> dict[str, BaseTool]:
     return by_name
 
 
-@task(name="tool-call", cache_policy=NO_CACHE)
-def run_tool(tool: BaseTool, args: dict[str, Any]) -> str:
-    """Run one tool call; its output is what the model sees next."""
-    output = tool.invoke(args)
+def tool_call_key(
+    conversation: Sequence[BaseMessage], name: str, args: dict[str, Any], position: int
+) -> str:
+    """The idempotency key of one tool call: the conversation it answers (message contents,
+    not ids), the tool, its arguments and its position in the model's turn. A re-run with the
+    same inputs reaches the same call with the same key, so its finished result is replayed and
+    a side effect is not repeated; the tool also receives it (``config["metadata"]``)."""
+    payload = {
+        "messages": messages_fingerprint(list(conversation)),
+        "tool": name,
+        "args": args,
+        "position": position,
+    }
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return "flowkit-tool-" + hashlib.sha256(blob).hexdigest()
+
+
+@dataclass
+class _ToolCallCache(CachePolicy):
+    """Keyed on the call's idempotency key alone (the tool object itself is not hashed)."""
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        return inputs.get("idempotency_key") or None
+
+
+@task(name="tool-call", cache_policy=_ToolCallCache(), persist_result=True)
+def run_tool(tool: BaseTool, args: dict[str, Any], idempotency_key: str = "") -> str:
+    """Run one tool call; its output is what the model sees next. With an idempotency key the
+    finished result is kept and replayed for the same call instead of running the tool again."""
+    config: Any = {"metadata": {"idempotency_key": idempotency_key}} if idempotency_key else None
+    output = tool.invoke(args, config=config)
     return output if isinstance(output, str) else json.dumps(output, default=str)
 
 
@@ -92,10 +132,15 @@ def run_tool_agent(
     max_steps: int = 8,
     config: LLMTaskConfig | None = None,
     approve_tools: bool | Sequence[str] = False,
+    replay_tool_calls: bool = True,
 ) -> AgentResult:
     """Run the tool loop inside the current flow; returns the answer and the trajectory.
 
     ``approve_tools``: True pauses before every tool call, a list of names before those only.
+    A run that crashed or is retried replays its finished model turns (the LLM cache) and,
+    with ``replay_tool_calls``, its finished tool calls (keyed by ``tool_call_key``, which
+    the tool receives as ``config["metadata"]["idempotency_key"]``); turn it off for tools
+    whose answer must be fresh on every run.
     """
     if max_steps < 1:
         raise ConfigurationError("max_steps must be at least 1.")
@@ -126,7 +171,8 @@ def run_tool_agent(
         conversation.append(reply.to_message())
         if not reply.tool_calls:
             return AgentResult(answer=reply.text, stopped="answered", steps=steps)
-        for call in reply.tool_calls:
+        asked = list(conversation)  # the conversation the tool calls of this turn answer
+        for position, call in enumerate(reply.tool_calls):
             name, args, call_id = call["name"], call.get("args") or {}, call["id"]
             step = AgentStep(kind="tool", name=name, input=args)
             tool = by_name.get(name)
@@ -135,15 +181,26 @@ def run_tool_agent(
             elif name in needs_approval and not (decision := _approve(name, args)).approve:
                 step.error = f"a person refused this call: {decision.reason or 'no reason given'}"
             else:
-                state = run_tool.with_options(task_run_name=f"tool-call [{name}]")(
-                    tool, args, return_state=True
+                key = tool_call_key(asked, name, args, position) if replay_tool_calls else ""
+                runner = run_tool.with_options(
+                    task_run_name=f"tool-call [{name}]",
+                    cache_policy=_ToolCallCache() if replay_tool_calls else NO_CACHE,
                 )
+                state = runner(tool, args, key, return_state=True)
                 try:
                     step.output = state.result()
                 except Exception as exc:  # the model sees the error and may try again
                     step.error = f"{type(exc).__name__}: {exc}"
+            step.flags = [] if step.error else injection_reasons(str(step.output))
             if step.error:
                 logger.warning("Tool call %s failed: %s", name, step.error)
+            elif step.flags:
+                logger.warning(
+                    "Tool call %s returned text that looks like instructions (%s); the model "
+                    "gets it as the tool's output, data",
+                    name,
+                    "; ".join(step.flags),
+                )
             steps.append(step)
             conversation.append(
                 ToolMessage(
