@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -40,3 +46,49 @@ def run_until_paused(
                 return runs[0].id, worker, box
             time.sleep(0.25)
     raise AssertionError(f"flow run {run_name!r} never paused for input")
+
+
+@contextlib.contextmanager
+def llama_server(folder: Path, n_ctx: int = 2048, api_key: str | None = None) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on loopback serving the offline model (alias
+    ``smollm2``), its log in ``folder``; yields its ``/v1`` URL and stops it by its handle.
+    With ``api_key`` the server refuses calls without that key."""
+    import pytest
+
+    from flowkit_prefect.models.local_llm import default_model_path
+
+    port = free_port()
+    log_path = folder / "server.log"
+    args = [
+        *(sys.executable, "-m", "llama_cpp.server", "--model", default_model_path()),
+        *("--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port)),
+        *("--n_ctx", str(n_ctx), "--n_threads", "2"),
+        *(("--api_key", api_key) if api_key else ()),
+    ]
+    with open(log_path, "wb") as log:  # a file, not a pipe: the server logs a lot
+        proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}/v1"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        for _ in range(480):
+            try:
+                request = urllib.request.Request(f"{url}/models", headers=headers)
+                with urllib.request.urlopen(request, timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"llama.cpp server exited: {log_path.read_text()[-2000:]}")
+                time.sleep(0.25)
+        else:
+            pytest.fail("llama.cpp server did not start")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -4,11 +4,7 @@ any hosted provider. Chat with usage, structured output, a tool call, and an aut
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 
@@ -17,57 +13,15 @@ from prefect import flow
 from pydantic import BaseModel, SecretStr
 
 from flowkit_prefect import OpenAIChatModel, invoke_llm, run_tool_agent
-from flowkit_prefect.models.local_llm import default_model_path
-from tests.helpers import free_port
+from tests.helpers import llama_server
 
 pytestmark = pytest.mark.local_model
 
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    args = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        default_model_path(),
-        "--model_alias",
-        "smollm2",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        "2048",
-        "--n_threads",
-        "2",
-    ]
-    with open(log_path, "wb") as log:  # a file, not a pipe: the server logs a lot
-        proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        for _ in range(240):
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(f"llama.cpp server exited: {log_path.read_text()[-2000:]}")
-                time.sleep(0.25)
-        else:
-            pytest.fail("llama.cpp server did not start")
+    with llama_server(tmp_path_factory.mktemp("llama-server")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 class Capital(BaseModel):
