@@ -433,13 +433,16 @@ def test_a_sentinel_api_key_never_shows(stack: dict, keyed_model_server: str) ->
 
     env, local, root = stack["env"], stack["stack"], stack["root"]
     prefect = str(BIN / "prefect")
-    OpenAIChatModel(
-        model="smollm2",
-        base_url=keyed_model_server,
-        api_key=SENTINEL,
-        structured_output_method="function_calling",  # llama.cpp's server has no json_schema
-        max_tokens=256,
-    ).save("sentinel", overwrite=True)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: local.api_url}):  # not the test harness's
+        OpenAIChatModel(
+            model="smollm2",
+            base_url=keyed_model_server,
+            api_key=SENTINEL,
+            structured_output_method="function_calling",  # llama.cpp's server: no json_schema
+            max_tokens=256,
+        ).save("sentinel", overwrite=True)
     block = "flowkit-openai-chat-model/sentinel"
     runs = {
         "rag-answer/default": _preset("sample-question.json") | {"chat_model": block},
