@@ -8,7 +8,6 @@ bounds the loop; optionally a person approves each tool call in the Prefect UI
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from flowkit_prefect._logging import run_logger
 from flowkit_prefect.blocks.chat_models import ChatModelBlock
 from flowkit_prefect.exceptions import ConfigurationError
 from flowkit_prefect.llm import LLMTaskConfig, invoke_llm
-from flowkit_prefect.llm._cache import messages_fingerprint
+from flowkit_prefect.llm._cache import digest, messages_fingerprint
 
 DEFAULT_AGENT_SYSTEM = (
     "You are a careful assistant. Use the tools when they help; when you have the answer, "
@@ -86,8 +85,7 @@ def tool_call_key(
         "args": args,
         "position": position,
     }
-    blob = json.dumps(payload, sort_keys=True, default=str).encode()
-    return "flowkit-tool-" + hashlib.sha256(blob).hexdigest()
+    return "flowkit-tool-" + digest(payload)
 
 
 @dataclass

@@ -154,6 +154,11 @@ def llm_cache_key(
         "schema": schema,
         "tools": tools,
     }
+    return digest(payload)
+
+
+def digest(payload: Any) -> str:
+    """sha256 of a JSON-ready fingerprint (keys sorted; other values by ``str``)."""
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()
 
