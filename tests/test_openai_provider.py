@@ -34,14 +34,8 @@ def multiply(a: int, b: int) -> int:
 
 
 def _block(url: str, **kw) -> OpenAIChatModel:
-    return OpenAIChatModel(
-        base_url=url,
-        model="smollm2",
-        max_tokens=64,
-        input_price_per_1k=0.1,
-        output_price_per_1k=0.2,
-        **kw,
-    )
+    defaults = {"max_tokens": 64, "input_price_per_1k": 0.1, "output_price_per_1k": 0.2}
+    return OpenAIChatModel(base_url=url, model="smollm2", **(defaults | kw))
 
 
 def test_chat_reports_usage_and_cost(harness: str, server_url: str) -> None:
@@ -58,6 +52,24 @@ def test_chat_reports_usage_and_cost(harness: str, server_url: str) -> None:
     result, cost = run()
     assert result.text.strip() and result.input_tokens > 0 and result.output_tokens > 0
     assert cost == pytest.approx((result.input_tokens * 0.1 + result.output_tokens * 0.2) / 1000)
+
+
+def test_the_reply_limit_reaches_the_server(harness: str, server_url: str) -> None:
+    """llama.cpp's server ignores ``max_completion_tokens`` (langchain-openai's name for the
+    limit); the block sends ``max_tokens`` to endpoints other than OpenAI's, so it holds."""
+
+    @flow
+    def run():
+        return invoke_llm(
+            _block(server_url, max_tokens=8),
+            f"Write a long story about a heron ({uuid.uuid4().hex[:6]}).",
+            config={"cache": False},
+        )
+
+    assert 0 < run().output_tokens <= 8
+    hosted = OpenAIChatModel(model="gpt-4o-mini", api_key=SecretStr("sk-test"), max_tokens=8)
+    payload = hosted.get_chat_model()._get_request_payload("hi")  # type: ignore[attr-defined]
+    assert payload["max_completion_tokens"] == 8 and "max_tokens" not in payload
 
 
 def test_structured_output_through_function_calling(harness: str, server_url: str) -> None:

@@ -136,6 +136,14 @@ class OpenAIChatModel(ChatModelBlock):
             "(e.g. llama.cpp) need function_calling or json_mode."
         ),
     )
+    max_tokens_param: Literal["auto", "max_completion_tokens", "max_tokens"] = Field(
+        default="auto",
+        description=(
+            "Request field that carries max_tokens. auto: max_completion_tokens for OpenAI, "
+            "max_tokens for other endpoints (llama.cpp's server ignores max_completion_tokens "
+            "and would generate until its context is full)."
+        ),
+    )
 
     @property
     def model_label(self) -> str:
@@ -161,4 +169,11 @@ class OpenAIChatModel(ChatModelBlock):
             timeout=self.timeout,
             max_retries=self.max_retries,
             structured_output_method=self.structured_output_method,
+            token_limit_param=self._token_limit_param(),
         )
+
+    def _token_limit_param(self) -> Literal["max_completion_tokens", "max_tokens"]:
+        if self.max_tokens_param != "auto":
+            return self.max_tokens_param
+        hosted = self.base_url is None or "api.openai.com" in self.base_url
+        return "max_completion_tokens" if hosted else "max_tokens"

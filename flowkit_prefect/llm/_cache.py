@@ -56,6 +56,7 @@ IDENTIFYING_FIELDS = frozenset(
         "model_kwargs",
         "extra_body",
         "structured_output_method",
+        "token_limit_param",
         "verbosity",
         "top_logprobs",
         "truncation",

@@ -1,23 +1,30 @@
-"""``ChatOpenAI`` for any OpenAI-compatible server, with a configurable structured-output method.
+"""``ChatOpenAI`` for any OpenAI-compatible server, with a configurable structured-output method
+and token-limit parameter.
 
 Needs the ``openai`` extra. Some servers (llama.cpp's, older vLLM) refuse
-``response_format.type = json_schema``; they take ``function_calling`` or ``json_mode``.
+``response_format.type = json_schema``; they take ``function_calling`` or ``json_mode``. And
+langchain-openai sends the reply limit as ``max_completion_tokens``, which servers such as
+llama-cpp-python's ignore: without ``max_tokens`` they generate until the context is full.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 
 StructuredOutputMethod = Literal["json_schema", "function_calling", "json_mode"]
+TokenLimitParam = Literal["max_completion_tokens", "max_tokens"]
 
 
 class ChatOpenAICompatible(ChatOpenAI):
-    """``ChatOpenAI`` whose ``with_structured_output`` defaults to ``structured_output_method``."""
+    """``ChatOpenAI`` whose ``with_structured_output`` defaults to ``structured_output_method``
+    and whose requests carry the reply limit under ``token_limit_param``."""
 
     structured_output_method: StructuredOutputMethod = "json_schema"
+    token_limit_param: TokenLimitParam = "max_completion_tokens"
 
     def with_structured_output(  # type: ignore[override]
         self, schema: Any = None, *, method: StructuredOutputMethod | None = None, **kwargs: Any
@@ -25,3 +32,11 @@ class ChatOpenAICompatible(ChatOpenAI):
         return super().with_structured_output(
             schema, method=method or self.structured_output_method, **kwargs
         )
+
+    def _get_request_payload(
+        self, input_: LanguageModelInput, *, stop: list[str] | None = None, **kwargs: Any
+    ) -> dict:
+        payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+        if self.token_limit_param == "max_tokens" and "max_completion_tokens" in payload:
+            payload["max_tokens"] = payload.pop("max_completion_tokens")
+        return payload
