@@ -72,6 +72,26 @@ def test_the_reply_limit_reaches_the_server(harness: str, server_url: str) -> No
     assert payload["max_completion_tokens"] == 8 and "max_tokens" not in payload
 
 
+def test_a_structured_reply_cut_off_at_the_limit_is_a_model_output_error(
+    harness: str, server_url: str
+) -> None:
+    """The openai client raises LengthFinishReasonError on a reply cut off at max_tokens; the
+    layer sends it back like any invalid reply, then gives up with our own error."""
+    from flowkit_prefect.exceptions import ModelOutputError
+
+    @flow
+    def run():
+        return invoke_llm(
+            _block(server_url, structured_output_method="json_mode", max_tokens=4),
+            f"Describe France as JSON with the key city ({uuid.uuid4().hex[:6]}).",
+            output_type=Capital,
+            config={"cache": False, "structured_repairs": 1},
+        )
+
+    with pytest.raises(ModelOutputError, match="token limit"):
+        run()
+
+
 def test_structured_output_through_function_calling(harness: str, server_url: str) -> None:
     @flow
     def run():

@@ -188,6 +188,31 @@ def _answer_sync(
     return outcome["reply"]
 
 
+def _cut_off_reply(exc: Exception, output_type: type[BaseModel] | None) -> dict[str, Any]:
+    """A structured reply cut off at the token limit (the openai client raises
+    ``LengthFinishReasonError``), as an invalid reply for the repair dialogue; else re-raise."""
+    if output_type is None or type(exc).__name__ != "LengthFinishReasonError":
+        raise exc
+    completion = getattr(exc, "completion", None)
+    choices = getattr(completion, "choices", None) or []
+    usage = getattr(completion, "usage", None)
+    used_in = int(getattr(usage, "prompt_tokens", 0) or 0)
+    used_out = int(getattr(usage, "completion_tokens", 0) or 0)
+    raw = AIMessage(
+        content=(choices[0].message.content if choices else None) or "",
+        usage_metadata={
+            "input_tokens": used_in,
+            "output_tokens": used_out,
+            "total_tokens": used_in + used_out,
+        },
+    )
+    error = ValueError(
+        f"the reply reached the token limit ({used_out} tokens) before the JSON was complete; "
+        "reply with shorter JSON (or raise max_tokens on the chat model block)"
+    )
+    return {"raw": raw, "parsed": None, "parsing_error": error}
+
+
 @task(name="llm-call", persist_result=True)
 async def call_chat_model(
     model: BaseChatModel,
@@ -212,7 +237,10 @@ async def call_chat_model(
     dialogue = _dialogue(messages, output_type, repairs, label)
     conversation = next(dialogue)
     while True:
-        reply = await _answer(runnable, conversation, timeout_seconds, label, metadata)
+        try:
+            reply = await _answer(runnable, conversation, timeout_seconds, label, metadata)
+        except Exception as exc:
+            reply = _cut_off_reply(exc, output_type)
         try:
             conversation = dialogue.send(reply)
         except StopIteration as done:
@@ -238,7 +266,10 @@ def call_chat_model_sync(
     dialogue = _dialogue(messages, output_type, repairs, label)
     conversation = next(dialogue)
     while True:
-        reply = _answer_sync(runnable, conversation, timeout_seconds, label, metadata)
+        try:
+            reply = _answer_sync(runnable, conversation, timeout_seconds, label, metadata)
+        except Exception as exc:
+            reply = _cut_off_reply(exc, output_type)
         try:
             conversation = dialogue.send(reply)
         except StopIteration as done:
