@@ -69,6 +69,10 @@ class StoreBusyError(FlowkitError):
     """Another run held the embedded Qdrant store for longer than the configured wait."""
 
 
+class StoreUnavailableError(FlowkitError):
+    """A Qdrant server refused the connection, timed out or answered with a server error."""
+
+
 class ModelOutputError(FlowkitError):
     """The chat model returned output that could not be parsed into the expected shape."""
 

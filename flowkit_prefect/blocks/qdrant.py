@@ -15,7 +15,7 @@ from prefect.blocks.core import Block
 from prefect.logging import get_logger
 from pydantic import Field, HttpUrl, SecretStr, field_validator
 
-from flowkit_prefect.exceptions import ConfigurationError, StoreBusyError
+from flowkit_prefect.exceptions import ConfigurationError, StoreBusyError, StoreUnavailableError
 
 if TYPE_CHECKING:  # qdrant-client (~0.8 s to import) loads when a client is opened
     from qdrant_client import QdrantClient
@@ -175,6 +175,14 @@ class QdrantStore(Block):
             client = shared.client
         try:
             yield client
+        except Exception as exc:
+            if self.is_server and (reason := _unreachable(exc, self.timeout)):
+                raise StoreUnavailableError(
+                    f"Qdrant at {self.location} {reason}. Check that the server is running and "
+                    "that the QdrantStore block's location and api_key are right; a re-run "
+                    "writes what is missing (point ids are the chunk ids)."
+                ) from exc  # still transient (the cause), so the task's retries apply
+            raise
         finally:
             with shared.lock:
                 shared.refs -= 1
@@ -197,3 +205,22 @@ class QdrantStore(Block):
                     f"Cannot reach Qdrant at {self.location!r}: {exc}. Check the block's "
                     "location and api_key."
                 ) from exc
+
+
+def _unreachable(exc: BaseException, timeout: int) -> str | None:
+    """Why a Qdrant client call failed to reach the server, or None for any other error (bad
+    requests, and errors that are not the Qdrant client's, pass unchanged)."""
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    if isinstance(exc, UnexpectedResponse):
+        code = exc.status_code
+        return f"answered HTTP {code}" if code == 429 or code >= 500 else None
+    if not isinstance(exc, ResponseHandlingException):
+        return None
+    cause = exc.source if isinstance(getattr(exc, "source", None), BaseException) else exc
+    name = type(cause).__name__
+    if "Timeout" in name:
+        return f"did not answer within {timeout} s ({name})"
+    if name == "ConnectError":
+        return f"refused the connection or could not be reached ({cause})"
+    return f"could not be reached ({name}: {cause})"
