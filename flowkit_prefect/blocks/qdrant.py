@@ -213,7 +213,7 @@ def _unreachable(exc: BaseException, timeout: int) -> str | None:
     from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
     if isinstance(exc, UnexpectedResponse):
-        code = exc.status_code
+        code = exc.status_code or 0
         return f"answered HTTP {code}" if code == 429 or code >= 500 else None
     if not isinstance(exc, ResponseHandlingException):
         return None
