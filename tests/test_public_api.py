@@ -68,6 +68,7 @@ EXPECTED = [
     "SourceReport",
     "StepContext",
     "StoreBusyError",
+    "StoreUnavailableError",
     "SubprocessSandbox",
     "SuiteDraft",
     "SuiteDraftError",
