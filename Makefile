@@ -30,7 +30,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL := 2
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .DEFAULT_GOAL := help
-.PHONY: help install run docker-run stop test test-fast bench lint format clean
+.PHONY: help install run docker-run stop test test-fast bench bench-quick lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -92,14 +92,12 @@ test: install ## run the test suite (starts its own Prefect server, worker and m
 test-fast: install ## the tests without the end-to-end deployment and offline-model tests
 	$(TEST_ENV) $(PY) -m pytest -ra -m "not e2e and not local_model"
 
-bench: install ## run the benchmarks (outside the test suite)
-	$(PY) benchmarks/bench_import.py
-	$(PY) benchmarks/bench_ingest.py --dask
-	$(PY) benchmarks/bench_llm_fanout.py
-	$(PY) benchmarks/bench_humaneval.py --model canonical
-	$(PY) benchmarks/bench_humaneval.py --model broken-first
-	$(PY) benchmarks/bench_validation.py
-	$(PY) benchmarks/bench_load.py
+# The benchmarks start their own servers too, unless you configured one (PREFECT_API_URL).
+bench: install ## every benchmark, one table; writes benchmarks/results/latest.json (~1 h)
+	$(if $(USER_API_URL),,$(TEST_ENV)) $(PY) benchmarks/run_all.py
+
+bench-quick: install ## the same table on smaller sizes, under 5 minutes (latest-quick.json)
+	$(if $(USER_API_URL),,$(TEST_ENV)) $(PY) benchmarks/run_all.py --quick
 
 lint: install ## ruff (lint + format), pyright (types) and the import contracts (layers)
 	$(VENV)/bin/ruff check .

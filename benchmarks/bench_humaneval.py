@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from _common import prefect_backend
+from _common import prefect_backend, report
 from prefect import flow
 
 from flowkit_prefect.codegen import (
@@ -170,11 +170,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.model == "canonical":
         ok = len(passed) == len(rows)
         print(f"canonical solutions pass every check: {'MEETS' if ok else 'FAILS'}")
+        report(
+            "HumanEval canonical: problems passing check / problems",
+            len(passed),
+            len(rows),
+            target="== 1",
+            unit="problems",
+        )
         return 0 if ok else 1
     if args.model == "broken-first":
         ok = len(converged) == len(with_public)
         print(f"converged on every problem with public tests: {'MEETS' if ok else 'FAILS'}")
+        report(
+            "HumanEval broken-first: converged / problems with public tests",
+            len(converged),
+            len(with_public),
+            target="== 1",
+            unit="problems",
+        )
         return 0 if ok else 1
+    report(f"HumanEval {args.model}: pass@1", len(passed), len(rows), unit="problems")
     return 0
 
 

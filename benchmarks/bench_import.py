@@ -17,6 +17,8 @@ import os
 import subprocess
 import sys
 
+from _common import report
+
 BASELINE = "import prefect"
 CASES = [
     ("import flowkit_prefect", 1.3),
@@ -66,6 +68,13 @@ def main() -> int:
             failed |= not met
             verdict = f"target <= {target}: {'MET' if met else 'NOT MET'}"
         print(f"{statement:<50} {seconds:6.3f} s {ratio:6.2f} x  {verdict}")
+        report(
+            f"import time: `{statement}` / `{BASELINE}`",
+            seconds,
+            base,
+            ratio,
+            f"<= {target}" if target is not None else None,
+        )
     return 1 if failed else 0
 
 

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from _common import prefect_backend
+from _common import prefect_backend, report
 from qdrant_client import QdrantClient
 
 from flowkit_prefect.blocks.embedders import LocalEmbedder
@@ -512,7 +512,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("ERROR: stored point counts differ:\n  " + "\n  ".join(mismatches), file=sys.stderr)
         return 1
     print(f"Stored points: {baseline.chunks} in every collection of every side")
+    report_figures(baseline, flow, dask if args.dask else None)
     return 0
+
+
+def report_figures(baseline: Side, flow: Side, dask: Side | None) -> None:
+    """The headline records: flow / loop throughput (the target), Dask / threads (info)."""
+    report(
+        f"rag-ingest flow / plain loop throughput ({baseline.chunks} chunks)",
+        flow.throughput,
+        baseline.throughput,
+        target=f">= {TARGET_RATIO}",
+        unit="chunks/s",
+    )
+    if dask is not None:
+        report(
+            f"rag-ingest on Dask / on threads throughput ({baseline.chunks} chunks)",
+            dask.throughput,
+            flow.throughput,
+            unit="chunks/s",
+        )
 
 
 if __name__ == "__main__":

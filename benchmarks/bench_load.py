@@ -44,6 +44,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.load
 
+from _common import report
+
 from tests.load import LoadResult, burst, load_stack, prepare, server_log_errors
 
 TARGET_LIMIT_VS_IDEAL = 1.3
@@ -145,6 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     for database, result in results.items():
         print(_line(database, result))
+        report(
+            f"load {database}: runs completed / runs submitted at once ({args.runs})",
+            result.completed,
+            result.submitted,
+            unit="runs",
+        )
+        report(
+            f"load {database}: completed runs per minute ({args.runs} at once)",
+            result.runs_per_minute,
+            None,
+            unit="runs/min",
+        )
     for database, lines in notes.items():
         print(f"\n{database}: " + "\n".join(lines))
     if fanout is not None:
@@ -155,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
             f"\nmap_llm(limit_name=...) on PostgreSQL: {args.limit_calls} calls, concurrency 25, "
             f"latency 0.5 s: {wall:.2f} s against the ideal {ideal:.2f} s = {ratio:.3f} x ideal "
             f"(target <= {TARGET_LIMIT_VS_IDEAL}): {verdict}"
+        )
+        report(
+            f"load postgres: map_llm(limit_name) / ideal ({args.limit_calls} calls, "
+            "concurrency 25, latency 0.5 s)",
+            wall,
+            ideal,
+            target=f"<= {TARGET_LIMIT_VS_IDEAL}",
         )
     return 0
 

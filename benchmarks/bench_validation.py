@@ -49,7 +49,7 @@ from typing import Any
 import great_expectations as gx
 import numpy as np
 import pandas as pd
-from _common import prefect_backend
+from _common import prefect_backend, report
 from great_expectations.data_context.types.base import (
     DataContextConfig,
     InMemoryStoreBackendDefaults,
@@ -271,6 +271,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if got != {expected}:
         print(f"ERROR: row counts differ across sides: {sorted(got)} (GX: {expected})")
         return 1
+    for baseline in baselines:
+        report(
+            f"validation checkpoint / {baseline.name} time ({args.rows:,} rows)",
+            checkpoint.best,
+            baseline.best,
+            target=f"<= {TARGET_RATIO}",
+        )
+    report(
+        f"quarantine split: rows/s ({args.rows:,} rows)",
+        args.rows / split_seconds,
+        None,
+        unit="rows/s",
+    )
     return 0
 
 
