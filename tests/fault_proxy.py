@@ -30,6 +30,8 @@ class FaultProxy:
 
     url: str
     journal: list[str] = field(default_factory=list)
+    abandoned: int = 0
+    """Forwarded calls whose client hung up before the reply (its own timeout, not a fault)."""
 
     @property
     def faults(self) -> int:
@@ -100,9 +102,14 @@ def fault_proxy(
             )
             try:
                 with urllib.request.urlopen(request, timeout=600) as response:
-                    self._reply(response.status, response.read())
+                    status, payload = response.status, response.read()
             except urllib.error.HTTPError as error:
-                self._reply(error.code, error.read())
+                status, payload = error.code, error.read()
+            try:
+                self._reply(status, payload)
+            except (BrokenPipeError, ConnectionResetError):
+                with lock:
+                    proxy.abandoned += 1
 
         def _reply(self, status: int, payload: bytes) -> None:
             self.send_response(status)
