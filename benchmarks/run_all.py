@@ -70,26 +70,26 @@ BENCHMARKS: tuple[Bench, ...] = (
     Bench(
         "task-overhead",
         ("bench_task_overhead.py",),
-        ("--calls", "60", "--repeats", "2", "--latency-calls", "20", "--top", "15"),
+        ("--calls", "40", "--repeats", "2", "--latency-calls", "10", "--no-profile"),
     ),
     Bench("crash-resume", ("bench_crash_resume.py",), ("--nominal-lease",)),
-    Bench("ingest", ("bench_ingest.py", "--dask"), ("--chunks", "200")),
+    Bench("ingest", ("bench_ingest.py", "--dask"), ("--chunks", "120")),
     Bench(
         "llm-fanout",
         ("bench_llm_fanout.py",),
-        ("--calls", "100", "--limit-calls", "50", "--runner-calls", "50", "--cache-prompts", "10"),
+        ("--calls", "50", "--limit-calls", "25", "--runner-calls", "25", "--cache-prompts", "5"),
     ),
-    Bench("humaneval-canonical", ("bench_humaneval.py", "--model", "canonical"), ("--limit", "10")),
+    Bench("humaneval-canonical", ("bench_humaneval.py", "--model", "canonical"), ("--limit", "5")),
     Bench(
         "humaneval-broken-first",
         ("bench_humaneval.py", "--model", "broken-first"),
-        ("--limit", "10"),
+        ("--limit", "5"),
     ),
     Bench("validation", ("bench_validation.py",), ("--rows", "100000", "--repeats", "2")),
     Bench(
         "load",
         ("bench_load.py",),
-        ("--runs", "4", "--databases", "postgres", "--limit-calls", "50"),
+        ("--runs", "2", "--databases", "postgres", "--limit-calls", "25"),
         timeout=2400.0,
         shares_server=False,  # always stacks of its own
     ),
