@@ -172,7 +172,7 @@ class FlakyChatModel(FakeChatModel):
     """A ``FakeChatModel`` that fails a scripted share of its calls, the way providers do.
 
     ``failures`` lists, call by call, the exception to raise (None: answer normally); after the
-    list runs out every call answers. ``hang_seconds`` makes each call (async path) wait first,
+    list runs out every call answers. ``hang_seconds`` makes each call wait that long first,
     to exercise timeouts.
     """
 
@@ -187,11 +187,9 @@ class FlakyChatModel(FakeChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        index = self.attempts
-        self.attempts += 1
-        if index < len(self.failures) and self.failures[index] is not None:
-            raise self.failures[index]  # type: ignore[misc]
-        return super()._generate(messages, stop, run_manager, **kwargs)
+        if self.hang_seconds:
+            time.sleep(self.hang_seconds)
+        return self._attempt(messages, stop, run_manager, **kwargs)
 
     async def _agenerate(
         self,
@@ -201,11 +199,22 @@ class FlakyChatModel(FakeChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         if self.hang_seconds:
-            import asyncio
-
             await asyncio.sleep(self.hang_seconds)
         sync_manager = run_manager.get_sync() if run_manager is not None else None
-        return self._generate(messages, stop, sync_manager, **kwargs)
+        return self._attempt(messages, stop, sync_manager, **kwargs)
+
+    def _attempt(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: CallbackManagerForLLMRun | None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        index = self.attempts
+        self.attempts += 1
+        if index < len(self.failures) and self.failures[index] is not None:
+            raise self.failures[index]  # type: ignore[misc]
+        return super()._generate(messages, stop, run_manager, **kwargs)
 
 
 class ScriptedCoder(FakeChatModel):
