@@ -288,6 +288,22 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def _worktree_changes() -> list[str]:
+    """Tracked files that differ from the commit at the start (read-only): what the commit
+    alone does not say about the code measured."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=HERE.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line[3:] for line in out.stdout.splitlines() if line.strip()]
+
+
 def machine(quick: bool, load_before: float) -> dict[str, Any]:
     """Where and how the table was made."""
     return {
@@ -299,6 +315,7 @@ def machine(quick: bool, load_before: float) -> dict[str, Any]:
         "prefect": importlib.metadata.version("prefect"),
         "flowkit_prefect": importlib.metadata.version("flowkit-prefect"),
         "commit": _git_commit(),
+        "uncommitted_changes_at_start": _worktree_changes(),
         "load_average_at_start": round(load_before, 2),
         "prefect_api": "configured" if os.environ.get("PREFECT_API_URL") else "temporary",
     }
