@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-FAULTS = ("rate_limit", "reset", "unavailable", "timeout")
+# One hang in seven faults: a hang costs the client its whole timeout.
+FAULTS = ("rate_limit", "reset", "timeout", "unavailable", "rate_limit", "reset", "unavailable")
 
 
 @dataclass
