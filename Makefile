@@ -93,7 +93,7 @@ test-fast: install ## the tests without the end-to-end deployment and offline-mo
 	$(TEST_ENV) $(PY) -m pytest -ra -m "not e2e and not local_model"
 
 # The benchmarks start their own servers too, unless you configured one (PREFECT_API_URL).
-bench: install ## every benchmark, one table; writes benchmarks/results/latest.json (~1 h)
+bench: install ## every benchmark, one table; writes benchmarks/results/latest.json (~30 min)
 	$(if $(USER_API_URL),,$(TEST_ENV)) $(PY) benchmarks/run_all.py
 
 bench-quick: install ## the same table on smaller sizes, under 5 minutes (latest-quick.json)

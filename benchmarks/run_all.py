@@ -105,7 +105,10 @@ class Outcome:
     exit_code: int | None = None
     seconds: float = 0.0
     timed_out: bool = False
+    commit: str | None = None  # the code it ran: the commit at its start...
+    changes: list[str] = field(default_factory=list)  # ...and the tracked files changed since
     records: list[dict[str, Any]] = field(default_factory=list)
+    last_line: str = ""  # of its output
 
     @property
     def error(self) -> str | None:
@@ -125,9 +128,12 @@ class Outcome:
 # --------------------------------------------------------------------------- running
 
 
-def _pump(stream: TextIO, name: str, log: TextIO) -> None:
-    """Copy a benchmark's output to our stdout (prefixed) and to its log file."""
+def _pump(stream: TextIO, name: str, log: TextIO, outcome: Outcome) -> None:
+    """Copy a benchmark's output to our stdout (prefixed) and to its log file; keep its last
+    line (an error's message, when it crashed)."""
     for line in stream:
+        if line.strip():
+            outcome.last_line = line.strip()
         log.write(line)
         log.flush()
         sys.stdout.write(f"[{name}] {line}")
@@ -150,6 +156,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 def run_one(bench: Bench, quick: bool, env: dict[str, str], logs: Path) -> Outcome:
     """Run one benchmark alone, streaming its output; collect its records."""
     outcome = Outcome(bench, bench.command(quick))
+    outcome.commit, outcome.changes = _git_commit(), _worktree_changes()
     timeout = bench.quick_timeout if quick else bench.timeout
     with tempfile.NamedTemporaryFile(prefix=f"bench-{bench.name}-", suffix=".jsonl") as records:
         child_env = {**env, RESULTS_ENV: records.name}
@@ -166,7 +173,9 @@ def run_one(bench: Bench, quick: bool, env: dict[str, str], logs: Path) -> Outco
                 start_new_session=True,  # its own group: a timeout stops it and its children
             )
             assert proc.stdout is not None
-            pump = threading.Thread(target=_pump, args=(proc.stdout, bench.name, log), daemon=True)
+            pump = threading.Thread(
+                target=_pump, args=(proc.stdout, bench.name, log, outcome), daemon=True
+            )
             pump.start()
             try:
                 outcome.exit_code = proc.wait(timeout=timeout)
@@ -208,9 +217,9 @@ def _number(value: float | None, unit: str) -> str:
         return "-"
     if unit == "s":
         return f"{value * 1000:.2f} ms" if abs(value) < 1 else f"{value:.2f} s"
-    if float(value).is_integer() or abs(value) >= 1000:
+    if float(value).is_integer() or abs(value) >= 100:
         return f"{value:,.0f} {unit}"
-    return f"{value:.3g} {unit}"
+    return f"{value:.1f} {unit}" if abs(value) >= 10 else f"{value:.3g} {unit}"
 
 
 def rows_of(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
@@ -224,6 +233,7 @@ def rows_of(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
                     "benchmark": outcome.bench.name,
                     "figure": f"{outcome.bench.name}: {outcome.error} "
                     f"(log: benchmarks/results/logs/{outcome.bench.name}.log)",
+                    "note": outcome.last_line[:300],
                     "ours": None,
                     "baseline": None,
                     "ratio": None,
@@ -231,7 +241,6 @@ def rows_of(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
                     "target_on": "ratio",
                     "verdict": "ERROR",
                     "unit": "",
-                    "note": "",
                 }
             )
     return rows
@@ -289,8 +298,8 @@ def _git_commit() -> str | None:
 
 
 def _worktree_changes() -> list[str]:
-    """Tracked files that differ from the commit at the start (read-only): what the commit
-    alone does not say about the code measured."""
+    """Tracked files that differ from the checked-out commit (read-only): what the commit alone
+    does not say about the code measured (another change may land while the benchmarks run)."""
     try:
         out = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
@@ -315,7 +324,7 @@ def machine(quick: bool, load_before: float) -> dict[str, Any]:
         "prefect": importlib.metadata.version("prefect"),
         "flowkit_prefect": importlib.metadata.version("flowkit-prefect"),
         "commit": _git_commit(),
-        "uncommitted_changes_at_start": _worktree_changes(),
+        "uncommitted_changes_at_start": _worktree_changes(),  # per benchmark too
         "load_average_at_start": round(load_before, 2),
         "prefect_api": "configured" if os.environ.get("PREFECT_API_URL") else "temporary",
     }
@@ -332,6 +341,8 @@ def write_results(path: Path, info: dict[str, Any], outcomes: Sequence[Outcome])
                 "exit_code": o.exit_code,
                 "seconds": round(o.seconds, 1),
                 "error": o.error,
+                "commit": o.commit,
+                "uncommitted_changes": o.changes,
             }
             for o in outcomes
         ],
@@ -397,6 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{info['load_average_at_start']} at the start"
     )
     print(table(rows))
+    for row in rows:
+        if row["verdict"] == "ERROR" and row["note"]:
+            print(f"ERROR {row['benchmark']}: {row['note']}")
     times = ", ".join(f"{o.bench.name} {o.seconds:.0f} s" for o in outcomes)
     shown = path.relative_to(HERE.parent) if path.is_relative_to(HERE.parent) else path
     print(f"\nTotal {total:.0f} s ({times}). Written to {shown}")
