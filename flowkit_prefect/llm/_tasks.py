@@ -162,6 +162,7 @@ def _chain(
     tools: Sequence[Any] | None,
     metadata: dict[str, Any] | None,
     sync: bool,
+    submitted: bool = False,
 ) -> Chain:
     settings = resolve_config(config)
     messages = _as_messages(prompt)
@@ -177,9 +178,12 @@ def _chain(
     for position, source in enumerate(chain):
         target = _Target(source)
         tracker.check()
-        arguments = (  # opaque: Prefect would walk the model's fields and every message
-            opaque(target.model),  # for futures on each call (a test double's call record too)
-            opaque(messages),
+        # opaque: Prefect would walk the model's fields and every message for futures on each
+        # inline call; a task runner's submit (Dask) does not unwrap it, so those go plain
+        hidden = (lambda value: value) if submitted else opaque
+        arguments = (
+            hidden(target.model),
+            hidden(messages),
             schema,
             output_type,
             settings.structured_repairs,
@@ -236,6 +240,7 @@ async def call_through_chain(
         tools=tools,
         metadata=metadata,
         sync=submit is not None,
+        submitted=submit is not None,
     )
     step = next(calls)
     while True:
