@@ -99,3 +99,17 @@ def report(
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
     return record
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """Exit with ``main()``'s status: 130 on Ctrl-C, 1 with the traceback on an error."""
+    import sys
+    import traceback
+
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception:
+        traceback.print_exc()
+        sys.exit(1)

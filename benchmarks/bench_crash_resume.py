@@ -47,12 +47,11 @@ import sys
 import tempfile
 import textwrap
 import time
-import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import report
+from _common import report, run_main
 from prefect import flow
 
 from flowkit_prefect import QdrantStore, _stack
@@ -262,10 +261,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    run_main(main)

@@ -42,13 +42,12 @@ import statistics
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from _common import prefect_backend, report
+from _common import prefect_backend, report, run_main
 from qdrant_client import QdrantClient
 
 from flowkit_prefect.blocks.embedders import LocalEmbedder
@@ -535,10 +534,4 @@ def report_figures(baseline: Side, flow: Side, dask: Side | None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    run_main(main)

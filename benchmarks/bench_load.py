@@ -38,13 +38,12 @@ import socket
 import sys
 import tempfile
 import time
-import traceback
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.load
 
-from _common import report
+from _common import report, run_main
 
 from tests.load import LoadResult, burst, load_stack, prepare, server_log_errors
 
@@ -181,10 +180,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    run_main(main)

@@ -46,17 +46,15 @@ import argparse
 import cProfile
 import io
 import pstats
-import sys
 import tempfile
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import prefect_backend, report
+from _common import prefect_backend, report, run_main
 from bench_llm_fanout import Timing, _flow_run_id, wait_for_server
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
@@ -391,10 +389,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    run_main(main)
