@@ -52,7 +52,6 @@ def fault_proxy(
     target = urlsplit(upstream)
     origin = f"{target.scheme}://{target.netloc}"
     lock, stopping = threading.Lock(), threading.Event()
-    calls = {"chat": 0, "faults": 0}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:  # no access log (and no headers) on stderr
@@ -64,13 +63,10 @@ def fault_proxy(
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if self.path.endswith("/chat/completions"):
-                with lock:
-                    number = calls["chat"]
-                    calls["chat"] += 1
+                with lock:  # the journal is the count: call n is entry n
                     fault = None
-                    if number % every in failing:
-                        fault = FAULTS[calls["faults"] % len(FAULTS)]
-                        calls["faults"] += 1
+                    if len(proxy.journal) % every in failing:
+                        fault = FAULTS[proxy.faults % len(FAULTS)]
                     proxy.journal.append(fault or "ok")
                 if fault:
                     return self._fail(fault)
