@@ -11,7 +11,7 @@ import atexit
 import json
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cache
 from importlib.resources import files
 from typing import Any, ClassVar
@@ -20,12 +20,13 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
+    AIMessageChunk,
     BaseMessage,
     HumanMessage,
     SystemMessage,
     ToolMessage,
 )
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from pydantic import Field
 
@@ -170,15 +171,11 @@ class ChatLocalLlama(BaseChatModel):
             "seed": self.seed,
         }
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
+    def _request(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> tuple[tuple[str, int, int, int], dict[str, Any], list[dict[str, Any]] | None]:
+        """The loaded model's key, the llama.cpp request and the bound tools of one call."""
         key = (self.model_path, self.n_ctx, self.n_threads, self.seed)
-        llm = _load_llama(*key)
         request: dict[str, Any] = {
             "messages": [_to_llama_message(m) for m in messages],
             "temperature": kwargs.pop("temperature", self.temperature),
@@ -195,6 +192,17 @@ class ChatLocalLlama(BaseChatModel):
                 "type": "json_object",
                 "schema": _tool_schema(tools, choice),
             }
+        return key, request, tools
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        key, request, tools = self._request(messages, stop, kwargs)
+        llm = _load_llama(*key)
         with _locks[key]:
             llm.reset()  # every call starts from a clean context: replies depend on input only
             response = llm.create_chat_completion(**request)
@@ -218,6 +226,65 @@ class ChatLocalLlama(BaseChatModel):
             },
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        """Token chunks from llama.cpp's own stream; usage on the last chunk. A constrained reply
+        (tools or a JSON schema) comes as one chunk, since it is parsed whole."""
+        if kwargs.get("flowkit_tools") or "response_format" in kwargs:
+            whole = self._generate(messages, stop, run_manager, **kwargs).generations[0].message
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(
+                    content=whole.content,
+                    tool_call_chunks=[
+                        {
+                            "name": c["name"],
+                            "args": json.dumps(c["args"]),
+                            "id": c["id"],
+                            "index": i,
+                        }
+                        for i, c in enumerate(getattr(whole, "tool_calls", []))
+                    ],
+                    usage_metadata=getattr(whole, "usage_metadata", None),
+                    response_metadata=whole.response_metadata,
+                )
+            )
+            return
+        key, request, _tools = self._request(messages, stop, kwargs)
+        llm = _load_llama(*key)
+        prompt_text = "\n".join(m["content"] for m in request["messages"])
+        produced, finish = 0, None
+        with _locks[key]:
+            llm.reset()
+            input_tokens = len(llm.tokenize(prompt_text.encode("utf-8"), add_bos=True))
+            for part in llm.create_chat_completion(**request, stream=True):
+                choice = part["choices"][0]
+                finish = choice.get("finish_reason") or finish
+                text = (choice.get("delta") or {}).get("content") or ""
+                if not text:
+                    continue
+                produced += 1
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(text, chunk=chunk)
+                yield chunk
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                usage_metadata={
+                    "input_tokens": input_tokens,
+                    "output_tokens": produced,
+                    "total_tokens": input_tokens + produced,
+                },
+                response_metadata={"model_name": self.model_name, "finish_reason": finish},
+                chunk_position="last",
+            )
+        )
 
     def bind_tools(
         self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any
