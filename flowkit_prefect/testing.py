@@ -29,7 +29,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from flowkit_prefect.models.structured import json_schema_structured_output
+from flowkit_prefect.models.structured import StructuredMethod, structured_output
 
 __all__ = ["FakeChatModel", "FlakyChatModel", "HashEmbeddings", "ScriptedCoder"]
 
@@ -124,7 +124,7 @@ class FakeChatModel(BaseChatModel):
                     "output_tokens": output_tokens,
                     "total_tokens": input_tokens + output_tokens,
                 },
-                "response_metadata": {"model_name": self.model_name},
+                "response_metadata": {**reply.response_metadata, "model_name": self.model_name},
             }
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
@@ -135,11 +135,17 @@ class FakeChatModel(BaseChatModel):
 
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 
-    def with_structured_output(
-        self, schema: dict[str, Any] | type, *, include_raw: bool = False, **kwargs: Any
+    def with_structured_output(  # type: ignore[override]
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        method: StructuredMethod = "json_schema",
+        include_raw: bool = False,
+        **kwargs: Any,
     ) -> Runnable[Any, Any]:
-        """Parse the scripted reply as JSON into ``schema``."""
-        return json_schema_structured_output(self, schema, include_raw=include_raw)
+        """Parse the scripted reply (its text, or with ``function_calling`` its first tool call)
+        into ``schema``."""
+        return structured_output(self, schema, method=method, include_raw=include_raw)
 
 
 class HashEmbeddings(BaseModel, Embeddings):

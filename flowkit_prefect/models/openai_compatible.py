@@ -26,6 +26,13 @@ class ChatOpenAICompatible(ChatOpenAI):
     structured_output_method: StructuredOutputMethod = "json_schema"
     token_limit_param: TokenLimitParam = "max_completion_tokens"
 
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        """No: ``dumpd`` would file it under ``ChatOpenAI``'s namespace, where langchain-core's
+        ``load`` has no such class (and it admits no third-party class under
+        ``allowed_objects="all"``). Configure it through its Prefect block instead."""
+        return False
+
     def with_structured_output(  # type: ignore[override]
         self, schema: Any = None, *, method: StructuredOutputMethod | None = None, **kwargs: Any
     ) -> Runnable[Any, Any]:
