@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 from typing import Literal
 
@@ -77,6 +79,38 @@ def test_offline_model_tool_calls_are_schema_valid() -> None:
     )
     free = model.bind_tools([multiply]).invoke("What is 6 times 7?")
     assert free.tool_calls or free.text  # either a valid call or a final answer, never junk
+
+
+def test_offline_model_streams_tokens_with_usage_on_the_last_chunk() -> None:
+    model = LocalChatModel(max_tokens=24).get_chat_model()
+    prompt = "Name three colours."
+    chunks = list(model.stream(prompt))
+    assert len([c for c in chunks if c.text]) > 3  # tokens, not one whole message
+    whole = chunks[0]
+    for chunk in chunks[1:]:
+        whole += chunk
+    assert whole.text == model.invoke(prompt).text
+    assert whole.usage_metadata and 0 < whole.usage_metadata["output_tokens"] <= 24
+    assert [c.usage_metadata is not None for c in chunks][-1] and not chunks[0].usage_metadata
+    tool_chunks = list(model.bind_tools([multiply], tool_choice="multiply").stream("6 times 7?"))
+    [call] = [c for chunk in tool_chunks for c in chunk.tool_call_chunks]
+    assert call["name"] == "multiply" and set(json.loads(call["args"] or "{}")) == {"a", "b"}
+
+
+async def test_offline_model_astream_leaves_the_event_loop_free() -> None:
+    model = LocalChatModel(max_tokens=48).get_chat_model()
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    pieces = [chunk.text async for chunk in model.astream("Tell me about herons.")]
+    ticker.cancel()
+    assert len(pieces) > 3 and ticks > len(pieces)  # the loop ran between tokens
 
 
 def test_offline_model_drives_the_tool_agent(harness: str) -> None:
