@@ -95,7 +95,8 @@ def test_fake_model_structured_output_takes_every_method_and_schema_kind() -> No
     assert model.with_structured_output(Note).invoke("x") == Note(title="t", body="b", tags=[])
     assert model.with_structured_output(NoteDict).invoke("x")["body"] == "b"
     assert model.with_structured_output(Note, method="json_mode").invoke("x").title == "t"
-    call = AIMessage("", tool_calls=[{"name": "Note", "args": {"title": "a", "body": "c"}, "id": "1"}])
+    args = {"title": "a", "body": "c"}
+    call = AIMessage("", tool_calls=[{"name": "Note", "args": args, "id": "1"}])
     tool_model = FakeChatModel(responses=[call])
     parsed = tool_model.with_structured_output(Note, method="function_calling").invoke("x")
     assert parsed == Note(title="a", body="c", tags=[])
