@@ -805,3 +805,19 @@ def test_docker_without_engine_is_a_sandbox_error() -> None:
     sandbox = DockerSandbox(docker_host="unix:///nonexistent/docker.sock")
     with pytest.raises(SandboxError, match=r"[Dd]ocker"):
         run_in_sandbox(sandbox, ADD, ADD_TESTS)
+
+
+@pytest.mark.parametrize("reason", ["output", "disk"])
+def test_a_flood_that_buried_the_ready_message_is_still_the_output_limit(reason: str) -> None:
+    """A flood of output can reach the parent before the harness's "ready" line is read (seen
+    in Docker under load): the run hit the limit, it is not a harness that never started."""
+    from flowkit_prefect.codegen.sandbox._report import build_report
+    from flowkit_prefect.codegen.sandbox._supervise import Observed
+
+    sandbox = SubprocessSandbox()
+    job = make_job(sandbox, "while True:\n    print('x' * 10**5)\n", ADD_TESTS[:1], "")
+    report = build_report(sandbox, job, Observed(kill_reason=reason, returncode=-9), [])
+    assert report.verdict == "output_limit"
+    assert "more than" in report.detail and "killed" in report.detail
+    with pytest.raises(SandboxError, match="wall-time limit"):
+        build_report(sandbox, job, Observed(kill_reason="wall", returncode=-9), [])

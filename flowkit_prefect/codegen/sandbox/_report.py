@@ -68,7 +68,9 @@ def build_report(
         raise SandboxError(
             f"The sandbox harness failed before loading the code: {_text(fatal.get('detail'))}"
         )
-    if ready is None:
+    # output or files past a limit come from the code, loaded after "ready": a flood can bury
+    # that message in the pipes before the kill (seen under load in Docker), so judge the limit
+    if ready is None and run.kill_reason not in ("output", "disk"):
         how = (
             f"did not start within the {sandbox.wall_seconds:g} s wall-time limit"
             if run.kill_reason
@@ -193,7 +195,7 @@ def build_report(
     if verdict == "ok":
         passed = sum(o.passed for o in outcomes)
         detail = f"ran {len(tests)} test(s): {passed} passed, {len(tests) - passed} failed"
-    notes_from_child = ready.get("isolation")
+    notes_from_child = ready.get("isolation") if ready is not None else None
     isolation = [_text(n, 200) for n in notes_from_child or [] if isinstance(n, str)][:20]
     return SandboxReport(
         verdict=verdict,
