@@ -25,7 +25,7 @@ from flowkit_prefect.flows._params import (
 from flowkit_prefect.llm import track_usage
 from flowkit_prefect.retrieval.answer import answer_question
 from flowkit_prefect.retrieval.tasks import search_chunks
-from flowkit_prefect.retrieval.types import RagAnswer
+from flowkit_prefect.retrieval.types import RagAnswer, SearchMode
 
 ANSWER_ARTIFACT_KEY = "rag-answer"
 
@@ -78,6 +78,7 @@ def rag_answer(
     min_score: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.2,
     grounding_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.6,
     drop_flagged_chunks: bool = False,
+    search_mode: SearchMode | None = None,
 ) -> RagAnswer:
     """Answer a question from the chunks nearest to it, citing each chunk used.
 
@@ -93,12 +94,14 @@ def rag_answer(
         chat_model: Chat model block, as '<block-type-slug>/<name>'.
         top_k: How many chunks to retrieve.
         filter: Payload filter, e.g. {"source": "guide.md"} or {"metadata.lang": ["en", "de"]}.
-        min_score: Chunks scoring below this similarity are not used.
+        min_score: Chunks whose cosine similarity to the question is below this are not used.
         grounding_threshold: Share of the answer's words that must occur in the chunks it cites;
             below it, the retrieved sentence closest to the question is the answer instead.
         drop_flagged_chunks: Keep chunks that look like instructions to the model (override
             phrases, role markers, tool-call syntax, hidden Unicode) from it; either way they
             are named in the artifact.
+        search_mode: hybrid (dense and BM25 fused), dense or sparse; empty: hybrid where the
+            collection has sparse vectors.
     """
     if not question or not question.strip():
         raise ConfigurationError("rag-answer needs a non-empty question.")
@@ -106,7 +109,9 @@ def rag_answer(
     embedder_block = resolve_block(embedder, EmbedderBlock)
     model_block = resolve_block(chat_model, ChatModelBlock)
     embeddings = embedder_block.get_embeddings()
-    hits = search_chunks(store, embeddings, collection, question, top_k=top_k, filter=filter)
+    hits = search_chunks(
+        store, embeddings, collection, question, top_k=top_k, filter=filter, mode=search_mode
+    )
     with track_usage():  # the flowkit-llm-usage table: tokens and cost of the answer
         result = answer_question(
             model_block,

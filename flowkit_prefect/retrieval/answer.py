@@ -287,6 +287,11 @@ def compose_answer(
 
 
 @task(name="answer-question", cache_policy=NO_CACHE)
+def _relevance(hit: SearchHit) -> float:
+    """Cosine similarity where the search had a dense query (a fused score is a rank)."""
+    return hit.similarity if hit.similarity is not None else hit.score
+
+
 def answer_question(
     model: ChatModelSource,
     question: str,
@@ -302,12 +307,12 @@ def answer_question(
 
     The model call is an LLM task run (``invoke_llm``): retried on transient faults, cached,
     counted in the run's usage table, and ``model`` may be a chat model block (its prices give
-    the cost) or a fallback list. No model call when no hit scores at least ``min_score``. A
-    model answer whose words are not (``grounding_threshold``) in the chunks it cites is replaced
-    by the closest retrieved sentence, found with ``embeddings``; without them such an answer
-    becomes "not found". Chunks whose text looks like instructions to the model (override
-    phrases, role markers, tool-call syntax, hidden Unicode) are named in ``flagged``; with
-    ``drop_flagged`` they are also kept from the model.
+    the cost) or a fallback list. No model call when no hit's similarity to the question reaches
+    ``min_score``. A model answer whose words are not (``grounding_threshold``) in the chunks it
+    cites is replaced by the closest retrieved sentence, found with ``embeddings``; without them
+    such an answer becomes "not found". Chunks whose text looks like instructions to the model
+    (override phrases, role markers, tool-call syntax, hidden Unicode) are named in ``flagged``;
+    with ``drop_flagged`` they are also kept from the model.
 
     Example:
         ```python
@@ -321,7 +326,7 @@ def answer_question(
         ```
     """
     logger = run_logger("flowkit.retrieval")
-    relevant = [hit for hit in hits if hit.score >= min_score]
+    relevant = [hit for hit in hits if _relevance(hit) >= min_score]
     label = model_label or source_label(model)
     flagged = flag_hits(relevant, drop_flagged)
     for flag in flagged:

@@ -1,23 +1,30 @@
 """Qdrant operations: collections, idempotent upserts, stale-chunk deletion and search.
 
 Functions here take a ``QdrantClient``; the tasks in ``flowkit_prefect.retrieval.tasks`` wrap
-them with Prefect. Points use one named dense vector, ``dense``, and this payload:
+them with Prefect. Points have a named dense vector, ``dense``, a BM25 sparse vector, ``bm25``
+(collections created before hybrid search have none), and this payload:
 ``text, source, scope, chunk_index, doc_hash, metadata``.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, get_args
 
 from qdrant_client import QdrantClient, models
 
 from flowkit_prefect.exceptions import CollectionDimensionError, ConfigurationError
-from flowkit_prefect.retrieval.types import Chunk, SearchHit
+from flowkit_prefect.models.bm25 import bm25_documents
+from flowkit_prefect.retrieval.types import Chunk, SearchHit, SearchMode
 
 DENSE_VECTOR = "dense"
+SPARSE_VECTOR = "bm25"
+SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
 _RETRIEVE_BATCH = 1000
+_PREFETCH_FACTOR = 4
+"""Hybrid search fuses this many candidates per requested hit from each of dense and sparse."""
 
 
 def ensure_collection(
@@ -28,7 +35,8 @@ def ensure_collection(
     recreate: bool = False,
     payload_indexes: bool = False,
 ) -> bool:
-    """Create ``collection`` for ``dimension``-d cosine vectors unless it exists; True if created.
+    """Create ``collection`` for ``dimension``-d cosine vectors and BM25 sparse vectors (with
+    Qdrant's IDF modifier) unless it exists; True if created.
 
     An existing collection of another vector size raises ``CollectionDimensionError``.
     ``payload_indexes`` adds keyword indexes on ``source`` and ``scope`` (a server uses them;
@@ -52,11 +60,32 @@ def ensure_collection(
         vectors_config={
             DENSE_VECTOR: models.VectorParams(size=dimension, distance=models.Distance.COSINE)
         },
+        sparse_vectors_config={
+            SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
+        },
     )
     if payload_indexes:
         for field in ("source", "scope"):
             client.create_payload_index(collection, field, models.PayloadSchemaType.KEYWORD)
     return True
+
+
+def has_sparse(client: QdrantClient, collection: str) -> bool:
+    """Whether ``collection`` stores BM25 sparse vectors; a missing collection is a clear error."""
+    try:
+        info = client.get_collection(collection)
+    except ValueError:  # local mode
+        info = None
+    except Exception as exc:  # a server answers 404
+        if getattr(exc, "status_code", None) != 404:
+            raise
+        info = None
+    if info is None:
+        raise ConfigurationError(
+            f"Qdrant collection {collection!r} does not exist: run the rag-ingest flow into it "
+            "first, or check the collection name."
+        )
+    return SPARSE_VECTOR in (info.config.params.sparse_vectors or {})
 
 
 def existing_doc_hashes(
@@ -110,10 +139,15 @@ def upsert_chunks(
         raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
     if not chunks:
         return 0
+    sparse = (
+        bm25_documents([chunk.text for chunk in chunks])
+        if has_sparse(client, collection)
+        else [None] * len(chunks)
+    )
     points = [
         models.PointStruct(
             id=chunk.chunk_id,
-            vector={DENSE_VECTOR: list(vector)},
+            vector=_vectors(vector, terms),
             payload={
                 "text": chunk.text,
                 "source": chunk.source,
@@ -123,10 +157,27 @@ def upsert_chunks(
                 "metadata": chunk.metadata,
             },
         )
-        for chunk, vector in zip(chunks, vectors, strict=True)
+        for chunk, vector, terms in zip(chunks, vectors, sparse, strict=True)
     ]
     client.upsert(collection, points=points, wait=True)
     return len(points)
+
+
+def _cosine(query: Sequence[float], stored: Any) -> float | None:
+    """Cosine similarity of the query to a point's stored dense vector (Qdrant keeps cosine
+    vectors normalised)."""
+    dense = stored.get(DENSE_VECTOR) if isinstance(stored, Mapping) else None
+    if not dense:
+        return None
+    norm = math.sqrt(sum(q * q for q in query)) or 1.0
+    return sum(q * d for q, d in zip(query, dense, strict=False)) / norm
+
+
+def _vectors(dense: Sequence[float], terms: tuple[list[int], list[float]] | None) -> dict[str, Any]:
+    named: dict[str, Any] = {DENSE_VECTOR: list(dense)}
+    if terms is not None:
+        named[SPARSE_VECTOR] = models.SparseVector(indices=terms[0], values=terms[1])
+    return named
 
 
 def _count(client: QdrantClient, collection: str, flt: models.Filter) -> int:
@@ -209,30 +260,73 @@ def build_filter(conditions: Mapping[str, Any] | models.Filter | None) -> models
 def search(
     client: QdrantClient,
     collection: str,
-    vector: Sequence[float],
+    vector: Sequence[float] | None,
     *,
+    sparse: tuple[list[int], list[float]] | None = None,
     top_k: int = 5,
     conditions: Mapping[str, Any] | models.Filter | None = None,
     score_threshold: float | None = None,
 ) -> list[SearchHit]:
-    """The ``top_k`` chunks closest to ``vector`` that match ``conditions``."""
-    if not client.collection_exists(collection):
-        raise ConfigurationError(
-            f"Qdrant collection {collection!r} does not exist: run the rag-ingest flow into it "
-            "first, or check the collection name."
+    """The ``top_k`` chunks that match ``conditions``, nearest to the dense ``vector``, best by
+    the BM25 ``sparse`` query, or both fused by reciprocal rank (given both). In a fused search
+    ``score_threshold`` (a cosine similarity) applies to the dense candidates."""
+    flt = build_filter(conditions)
+    if vector is not None and sparse is not None:
+        limit = max(top_k * _PREFETCH_FACTOR, 20)
+        response = client.query_points(
+            collection,
+            prefetch=[
+                models.Prefetch(
+                    query=list(vector),
+                    using=DENSE_VECTOR,
+                    limit=limit,
+                    filter=flt,
+                    score_threshold=score_threshold,
+                ),
+                models.Prefetch(
+                    query=models.SparseVector(indices=sparse[0], values=sparse[1]),
+                    using=SPARSE_VECTOR,
+                    limit=limit,
+                    filter=flt,
+                ),
+            ],
+            query=models.FusionQuery(fusion=models.Fusion.RRF),
+            limit=top_k,
+            with_payload=True,
+            with_vectors=[DENSE_VECTOR],
         )
-    response = client.query_points(
-        collection,
-        query=list(vector),
-        using=DENSE_VECTOR,
-        limit=top_k,
-        query_filter=build_filter(conditions),
-        score_threshold=score_threshold,
-        with_payload=True,
-    )
+    elif vector is not None:
+        response = client.query_points(
+            collection,
+            query=list(vector),
+            using=DENSE_VECTOR,
+            limit=top_k,
+            query_filter=flt,
+            score_threshold=score_threshold,
+            with_payload=True,
+        )
+    elif sparse is not None:
+        response = client.query_points(
+            collection,
+            query=models.SparseVector(indices=sparse[0], values=sparse[1]),
+            using=SPARSE_VECTOR,
+            limit=top_k,
+            query_filter=flt,
+            score_threshold=score_threshold,
+            with_payload=True,
+        )
+    else:
+        raise ConfigurationError("A search needs a dense vector, a sparse query or both.")
     hits = []
     for point in response.points:
         payload = point.payload or {}
+        similarity = (
+            float(point.score)
+            if sparse is None
+            else _cosine(vector, point.vector)
+            if vector is not None
+            else None
+        )
         hits.append(
             SearchHit(
                 chunk_id=str(point.id),
@@ -241,6 +335,7 @@ def search(
                 score=float(point.score),
                 chunk_index=int(payload.get("chunk_index", 0)),
                 metadata=dict(payload.get("metadata") or {}),
+                similarity=similarity,
             )
         )
     return hits

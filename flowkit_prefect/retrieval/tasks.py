@@ -35,6 +35,7 @@ from flowkit_prefect._retry import retry_on_transient
 from flowkit_prefect.blocks.embedders import EmbedderBlock
 from flowkit_prefect.blocks.qdrant import QdrantStore
 from flowkit_prefect.exceptions import ConfigurationError
+from flowkit_prefect.models.bm25 import bm25_query
 from flowkit_prefect.retrieval import store as qdrant_ops
 from flowkit_prefect.retrieval.chunking import ChunkingOptions, split_documents
 from flowkit_prefect.retrieval.loaders import DEFAULT_MAX_FILE_BYTES, load_folder, load_records
@@ -43,6 +44,7 @@ from flowkit_prefect.retrieval.types import (
     IngestRecord,
     LoadResult,
     SearchHit,
+    SearchMode,
     SourceDocument,
 )
 
@@ -256,27 +258,48 @@ def search_chunks(
     top_k: int = 5,
     filter: Mapping[str, Any] | None = None,
     score_threshold: float | None = None,
+    mode: SearchMode | None = None,
 ) -> list[SearchHit]:
-    """Semantic search: the ``top_k`` chunks nearest to ``query`` that match ``filter``.
+    """Search: the ``top_k`` chunks for ``query`` that match ``filter``.
 
-    ``filter`` maps payload keys (``source``, ``scope``, ``metadata.<key>``) to a value or a list
-    of accepted values.
+    ``mode`` ``hybrid`` fuses semantic (dense) and BM25 keyword (sparse) results by reciprocal
+    rank; ``dense`` and ``sparse`` use one of them. None: hybrid where the collection has sparse
+    vectors (every collection created since they exist), dense elsewhere. ``filter`` maps
+    payload keys (``source``, ``scope``, ``metadata.<key>``) to a value or a list of values.
     """
     if not query or not query.strip():
         raise ConfigurationError("The search query is empty.")
     if top_k < 1:
         raise ConfigurationError(f"top_k must be at least 1, got {top_k}.")
-    vector = embeddings.embed_query(query)
+    if mode is not None and mode not in qdrant_ops.SEARCH_MODES:
+        raise ConfigurationError(
+            f"Search mode {mode!r} is not one of {', '.join(qdrant_ops.SEARCH_MODES)}."
+        )
+    logger = run_logger("flowkit.retrieval")
+    vector = embeddings.embed_query(query) if mode != "sparse" else None  # outside the session
     with store.session() as client:
+        sparse_stored = qdrant_ops.has_sparse(client, collection)
+        if mode in ("hybrid", "sparse") and not sparse_stored:
+            raise ConfigurationError(
+                f"Collection {collection!r} has no BM25 sparse vectors (it was created before "
+                f"hybrid search), so mode={mode!r} cannot run. Re-ingest it with "
+                "recreate_collection=True to add them, or search with mode='dense'."
+            )
+        chosen = mode or ("hybrid" if sparse_stored else "dense")
+        if chosen == "dense" and mode is None:
+            logger.info(
+                "Collection %r has no sparse vectors: dense search only (re-ingest with "
+                "recreate_collection=True for hybrid search)",
+                collection,
+            )
         hits = qdrant_ops.search(
             client,
             collection,
             vector,
+            sparse=bm25_query(query) if chosen != "dense" else None,
             top_k=top_k,
             conditions=filter,
             score_threshold=score_threshold,
         )
-    run_logger("flowkit.retrieval").info(
-        "Found %d chunks for the query in %r", len(hits), collection
-    )
+    logger.info("Found %d chunks for the query in %r (%s search)", len(hits), collection, chosen)
     return hits

@@ -54,6 +54,10 @@ class Chunk(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+SearchMode = Literal["hybrid", "dense", "sparse"]
+"""hybrid: dense and BM25 results fused by reciprocal rank; dense: embeddings; sparse: BM25."""
+
+
 class SearchHit(BaseModel):
     """One search result."""
 
@@ -61,8 +65,12 @@ class SearchHit(BaseModel):
     source: str
     text: str
     score: float
+    """The search's ranking score: cosine similarity (dense), BM25 (sparse) or fused rank."""
     chunk_index: int = 0
     metadata: dict[str, Any] = Field(default_factory=dict)
+    similarity: float | None = None
+    """Cosine similarity of the chunk to the query in every mode with a dense query (what
+    relevance thresholds compare); None in sparse-only search."""
 
 
 SourceStatus = Literal["ingested", "updated", "unchanged", "skipped", "deleted"]
