@@ -135,3 +135,31 @@ def test_dense_only_collections_keep_working_and_say_how_to_add_sparse(
         ask("keyword")
     with pytest.raises(ConfigurationError, match="does not exist"):
         search_chunks.fn(store, embeddings, "missing", "herons")
+
+
+def test_chunks_are_indexed_with_their_heading_path(harness: str, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    filler = "Our staff answer every message within a day. " * 20  # a chunk per section
+    (folder / "handbook.md").write_text(
+        f"# Heronworks handbook\n\n{filler}\n\n## Refund policy\n\n{filler}\n\n"
+        "### Damaged parcels\n\nYou get the money back within seven business days.\n"
+    )
+    store = QdrantStore(location=str(tmp_path / "qdrant"))
+
+    @flow
+    def ingest_and_ask() -> tuple[list[Chunk], list]:
+        loaded = load_documents(folder=str(folder))
+        chunks = chunk_documents(loaded.documents, scope="t")
+        plan = prepare_upserts(store, "docs", chunks, dimension=384, scope="t")
+        embeddings = LocalEmbedder().get_embeddings()
+        embed_and_upsert(store, embeddings, "docs", plan.to_write, scope="t")
+        return chunks, search_chunks(store, embeddings, "docs", "refund damaged", mode="sparse")
+
+    chunks, hits = ingest_and_ask()
+    last = chunks[-1]
+    assert last.context == "Heronworks handbook > Refund policy > Damaged parcels"
+    assert "refund" not in last.text.lower()
+    assert hits[0].chunk_id == last.chunk_id  # found by its headings' words
+    assert hits[0].text == last.text and hits[0].context == last.context  # stored without them
+    assert chunks[0].context == "Heronworks handbook"

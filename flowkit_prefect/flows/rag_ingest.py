@@ -243,7 +243,7 @@ def _embed_and_write(
     in_flight: deque[tuple[list[Chunk], PrefectFuture[list[list[float]]]]] = deque()
     written = 0
     for position, batch in enumerate(batches):
-        texts = [chunk.text for chunk in batch]
+        texts = [chunk.indexed_text for chunk in batch]
         named = embed_chunks.with_options(task_run_name=f"embed-chunks [{position + 1}]")
         in_flight.append((batch, named.submit(embedder, texts)))
         while in_flight and (

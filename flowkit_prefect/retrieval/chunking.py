@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections import Counter
 
@@ -46,20 +47,56 @@ def chunk_id(scope: str, source: str, text: str, occurrence: int = 0) -> str:
     return str(uuid.uuid5(CHUNK_ID_NAMESPACE, name))
 
 
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+_MARKDOWN = frozenset({"md", "markdown", "mdx"})
+
+
+def _headings(document: SourceDocument) -> list[tuple[int, int, str]]:
+    """(offset, level, text) of each markdown heading; none for other formats."""
+    if str(document.metadata.get("file_type", "")).lower() not in _MARKDOWN:
+        return []
+    return [
+        (m.start(), len(m.group(1)), m.group(2).strip()) for m in _HEADING.finditer(document.text)
+    ]
+
+
+def heading_path(
+    document: SourceDocument, headings: list[tuple[int, int, str]], offset: int
+) -> str:
+    """The context line of the chunk starting at ``offset``: the document's title (its
+    ``title`` metadata, else its first top-level heading), then the headings it sits under."""
+    stack: list[tuple[int, str]] = []
+    for position, level, text in headings:
+        if position > offset:
+            break
+        stack = [(lv, name) for lv, name in stack if lv < level] + [(level, text)]
+    title = str(document.metadata.get("title") or "")
+    if not title and headings and headings[0][1] == 1:
+        title = headings[0][2]
+    parts = [title] if title else []
+    parts += [name for _, name in stack if name != title]
+    return " > ".join(parts)
+
+
 def split_documents(
     documents: list[SourceDocument], options: ChunkingOptions, scope: str
 ) -> list[Chunk]:
-    """Chunk every document; chunk ids are deterministic (see ``chunk_id``)."""
+    """Chunk every document; chunk ids are deterministic (see ``chunk_id``). Each chunk
+    carries its title and heading path as ``context``."""
     splitter = RecursiveCharacterTextSplitter(
-        chunk_size=options.chunk_size, chunk_overlap=options.chunk_overlap
+        chunk_size=options.chunk_size, chunk_overlap=options.chunk_overlap, add_start_index=True
     )
     chunks: list[Chunk] = []
     for document in documents:
         doc_hash = content_hash(document.text)
+        headings = _headings(document)
         seen: Counter[str] = Counter()
-        for index, text in enumerate(splitter.split_text(document.text)):
+        pieces = splitter.create_documents([document.text])
+        for index, piece in enumerate(pieces):
+            text = piece.page_content
             occurrence = seen[text]
             seen[text] += 1
+            offset = int(piece.metadata.get("start_index", 0))
             chunks.append(
                 Chunk(
                     chunk_id=chunk_id(scope, document.source, text, occurrence),
@@ -68,6 +105,7 @@ def split_documents(
                     text=text,
                     doc_hash=doc_hash,
                     metadata=document.metadata,
+                    context=heading_path(document, headings, max(offset, 0)),
                 )
             )
     return chunks

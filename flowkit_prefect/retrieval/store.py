@@ -140,7 +140,7 @@ def upsert_chunks(
     if not chunks:
         return 0
     sparse = (
-        bm25_documents([chunk.text for chunk in chunks])
+        bm25_documents([chunk.indexed_text for chunk in chunks])
         if has_sparse(client, collection)
         else [None] * len(chunks)
     )
@@ -155,6 +155,7 @@ def upsert_chunks(
                 "chunk_index": chunk.chunk_index,
                 "doc_hash": chunk.doc_hash,
                 "metadata": chunk.metadata,
+                "context": chunk.context,
             },
         )
         for chunk, vector, terms in zip(chunks, vectors, sparse, strict=True)
@@ -336,6 +337,7 @@ def search(
                 chunk_index=int(payload.get("chunk_index", 0)),
                 metadata=dict(payload.get("metadata") or {}),
                 similarity=similarity,
+                context=str(payload.get("context") or ""),
             )
         )
     return hits

@@ -169,7 +169,7 @@ def embed_and_upsert(
     """Embed a batch of chunks and upsert them; returns how many points were written."""
     if not chunks:
         return 0
-    vectors = embeddings.embed_documents([chunk.text for chunk in chunks])
+    vectors = embeddings.embed_documents([chunk.indexed_text for chunk in chunks])
     return _write(store, collection, chunks, vectors, scope)
 
 

@@ -52,6 +52,14 @@ class Chunk(BaseModel):
     text: str
     doc_hash: str
     metadata: dict[str, Any] = Field(default_factory=dict)
+    context: str = ""
+    """Where the chunk sits: its document's title and heading path ("Guide > Herons > Food")."""
+
+    @property
+    def indexed_text(self) -> str:
+        """What is embedded and indexed: the context line, then the chunk (the stored text is
+        the chunk alone), so a passage that never names its subject is still found by it."""
+        return f"{self.context}\n\n{self.text}" if self.context else self.text
 
 
 SearchMode = Literal["hybrid", "dense", "sparse"]
@@ -71,6 +79,8 @@ class SearchHit(BaseModel):
     similarity: float | None = None
     """Cosine similarity of the chunk to the query in every mode with a dense query (what
     relevance thresholds compare); None in sparse-only search."""
+    context: str = ""
+    """The chunk's title and heading path, as indexed with it."""
 
 
 SourceStatus = Literal["ingested", "updated", "unchanged", "skipped", "deleted"]
