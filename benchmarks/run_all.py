@@ -75,6 +75,9 @@ BENCHMARKS: tuple[Bench, ...] = (
     Bench("crash-resume", ("bench_crash_resume.py",), ("--nominal-lease",)),
     Bench("ingest", ("bench_ingest.py", "--dask"), ("--chunks", "120")),
     Bench(
+        "retrieval", ("bench_retrieval.py",), ("--limit", "120"), timeout=900.0, quick_timeout=300.0
+    ),
+    Bench(
         "llm-fanout",
         ("bench_llm_fanout.py",),
         ("--calls", "50", "--limit-calls", "25", "--runner-calls", "25", "--cache-prompts", "5"),
