@@ -3,9 +3,12 @@ fused by reciprocal rank, through the public tasks inside flow runs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+from langchain_core.documents import BaseDocumentCompressor, Document
 from prefect import flow
 from qdrant_client import models
 
@@ -163,3 +166,39 @@ def test_chunks_are_indexed_with_their_heading_path(harness: str, tmp_path: Path
     assert hits[0].chunk_id == last.chunk_id  # found by its headings' words
     assert hits[0].text == last.text and hits[0].context == last.context  # stored without them
     assert chunks[0].context == "Heronworks handbook"
+
+
+class ReverseReranker(BaseDocumentCompressor):
+    """A deterministic reranker: the candidates in reverse order, scored by position."""
+
+    seen: list[int] = []
+
+    def compress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Any = None
+    ) -> Sequence[Document]:
+        self.seen.append(len(documents))
+        ranked = list(reversed(documents))
+        return [
+            Document(d.page_content, metadata={**d.metadata, "relevance_score": 1 / (i + 1)})
+            for i, d in enumerate(ranked)
+        ]
+
+
+class LossyReranker(BaseDocumentCompressor):
+    def compress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Any = None
+    ) -> Sequence[Document]:
+        return [Document(d.page_content) for d in documents]
+
+
+def test_a_reranker_reorders_the_fused_candidates(indexed: QdrantStore) -> None:
+    reranker = ReverseReranker(seen=[])
+    plain = _search(indexed, "heron fish", top_k=4)
+    reranked = _search(indexed, "heron fish", top_k=2, reranker=reranker, candidates=4)
+    assert reranker.seen == [4]  # it saw the candidates, not just top_k
+    assert [h.chunk_id for h in reranked] == [h.chunk_id for h in reversed(plain)][:2]
+    assert [h.score for h in reranked] == [1.0, 0.5]
+    with pytest.raises(ConfigurationError, match="keep documents' metadata"):
+        _search(indexed, "heron fish", reranker=LossyReranker())
+    with pytest.raises(ConfigurationError, match="candidates"):
+        _search(indexed, "heron fish", top_k=5, candidates=2, reranker=reranker)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from langchain_core.documents import BaseDocumentCompressor
 from langchain_core.embeddings import Embeddings
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -39,6 +40,7 @@ from flowkit_prefect.models.bm25 import bm25_query
 from flowkit_prefect.retrieval import store as qdrant_ops
 from flowkit_prefect.retrieval.chunking import ChunkingOptions, split_documents
 from flowkit_prefect.retrieval.loaders import DEFAULT_MAX_FILE_BYTES, load_folder, load_records
+from flowkit_prefect.retrieval.rerank import rerank
 from flowkit_prefect.retrieval.types import (
     Chunk,
     IngestRecord,
@@ -259,6 +261,8 @@ def search_chunks(
     filter: Mapping[str, Any] | None = None,
     score_threshold: float | None = None,
     mode: SearchMode | None = None,
+    reranker: BaseDocumentCompressor | None = None,
+    candidates: int | None = None,
 ) -> list[SearchHit]:
     """Search: the ``top_k`` chunks for ``query`` that match ``filter``.
 
@@ -266,11 +270,16 @@ def search_chunks(
     rank; ``dense`` and ``sparse`` use one of them. None: hybrid where the collection has sparse
     vectors (every collection created since they exist), dense elsewhere. ``filter`` maps
     payload keys (``source``, ``scope``, ``metadata.<key>``) to a value or a list of values.
+
+    ``reranker``, any LangChain document compressor (a cross-encoder, Cohere's, Flashrank's),
+    reorders ``candidates`` hits (default ``4 * top_k``) and the best ``top_k`` are returned.
     """
     if not query or not query.strip():
         raise ConfigurationError("The search query is empty.")
     if top_k < 1:
         raise ConfigurationError(f"top_k must be at least 1, got {top_k}.")
+    if candidates is not None and candidates < top_k:
+        raise ConfigurationError(f"candidates ({candidates}) must be at least top_k ({top_k}).")
     if mode is not None and mode not in qdrant_ops.SEARCH_MODES:
         raise ConfigurationError(
             f"Search mode {mode!r} is not one of {', '.join(qdrant_ops.SEARCH_MODES)}."
@@ -297,9 +306,11 @@ def search_chunks(
             collection,
             vector,
             sparse=bm25_query(query) if chosen != "dense" else None,
-            top_k=top_k,
+            top_k=top_k if reranker is None else candidates or 4 * top_k,
             conditions=filter,
             score_threshold=score_threshold,
         )
+    if reranker is not None:
+        hits = rerank(reranker, query, hits, top_k)
     logger.info("Found %d chunks for the query in %r (%s search)", len(hits), collection, chosen)
     return hits
