@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from langchain_core.documents import BaseDocumentCompressor, Document
 from prefect import flow
+from pydantic import Field
 from qdrant_client import models
 
 from flowkit_prefect import (
@@ -171,7 +172,7 @@ def test_chunks_are_indexed_with_their_heading_path(harness: str, tmp_path: Path
 class ReverseReranker(BaseDocumentCompressor):
     """A deterministic reranker: the candidates in reverse order, scored by position."""
 
-    seen: list[int] = []
+    seen: list[int] = Field(default_factory=list)
 
     def compress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Any = None
