@@ -164,14 +164,18 @@ def upsert_chunks(
     return len(points)
 
 
-def _cosine(query: Sequence[float], stored: Any) -> float | None:
-    """Cosine similarity of the query to a point's stored dense vector (Qdrant keeps cosine
+def _unit(vector: Sequence[float]) -> list[float]:
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
+def _cosine(unit_query: Sequence[float], stored: Any) -> float | None:
+    """Cosine similarity of a unit query to a point's stored dense vector (Qdrant keeps cosine
     vectors normalised)."""
     dense = stored.get(DENSE_VECTOR) if isinstance(stored, Mapping) else None
     if not dense:
         return None
-    norm = math.sqrt(sum(q * q for q in query)) or 1.0
-    return sum(q * d for q, d in zip(query, dense, strict=False)) / norm
+    return sum(q * d for q, d in zip(unit_query, dense, strict=False))
 
 
 def _vectors(dense: Sequence[float], terms: tuple[list[int], list[float]] | None) -> dict[str, Any]:
@@ -318,16 +322,15 @@ def search(
         )
     else:
         raise ConfigurationError("A search needs a dense vector, a sparse query or both.")
+    fused = vector is not None and sparse is not None
+    unit_query = _unit(vector) if fused and vector is not None else []  # once, not per hit
     hits = []
     for point in response.points:
         payload = point.payload or {}
-        similarity = (
-            float(point.score)
-            if sparse is None
-            else _cosine(vector, point.vector)
-            if vector is not None
-            else None
-        )
+        if fused:
+            similarity = _cosine(unit_query, point.vector)
+        else:  # dense: the score is the cosine; sparse: there is none
+            similarity = float(point.score) if sparse is None else None
         hits.append(
             SearchHit(
                 chunk_id=str(point.id),
