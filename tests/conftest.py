@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import STORE_ENGINES
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Loopback only: no telemetry from the servers the tests start.
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
@@ -29,6 +31,18 @@ def prefect_server() -> Iterator[str]:
 def harness(prefect_server: str) -> str:
     """Request this to run flows, tasks, blocks and artifacts against the session server."""
     return prefect_server
+
+
+@pytest.fixture(params=STORE_ENGINES)
+def store_engine(request: pytest.FixtureRequest) -> str:
+    """Run the test once per store engine."""
+    return request.param
+
+
+@pytest.fixture(params=("edge", "local"))
+def folder_engine(request: pytest.FixtureRequest) -> str:
+    """Run the test once per engine of a store folder (tests that cross processes)."""
+    return request.param
 
 
 @pytest.fixture

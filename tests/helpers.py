@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from flowkit_prefect import QdrantStore
+
 
 def free_port() -> int:
     """A loopback port nobody listens on right now."""
@@ -92,3 +94,15 @@ def llama_server(folder: Path, n_ctx: int = 2048, api_key: str | None = None) ->
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+STORE_ENGINES = ("edge", "local", "memory")
+"""Every engine a store can have: Qdrant's engine in-process over a folder (the default),
+qdrant-client's local mode over a folder, and qdrant-client in memory."""
+
+
+def make_store(engine: str, folder: Path, **fields: Any) -> QdrantStore:
+    """A ``QdrantStore`` served by ``engine`` (``folder`` is unused for ``memory``)."""
+    if engine == "memory":
+        return QdrantStore(location=":memory:", **fields)
+    return QdrantStore(location=str(folder), engine=engine, **fields)

@@ -111,7 +111,7 @@ def test_local_folder_is_released_after_the_session(harness: str, tmp_path: Path
     with store.session() as client:
         client.get_collections()
     # released: another client (as another process would) can open the folder now
-    other = QdrantClient(path=str(tmp_path / "qdrant"))
+    other = QdrantStore(location=str(tmp_path / "qdrant")).get_client()
     other.close()
 
 

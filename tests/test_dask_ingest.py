@@ -9,7 +9,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from qdrant_client import QdrantClient
 
 from flowkit_prefect import ChunkingOptions, IngestRecord, LocalEmbedder, QdrantStore, rag_ingest
 
@@ -67,7 +66,7 @@ def _corpus(documents: int = 200, paragraphs: int = 12) -> list[IngestRecord]:
 
 
 def _point_ids(path: Path, collection: str) -> list[str]:
-    client = QdrantClient(path=str(path))
+    client = QdrantStore(location=str(path)).get_client()
     try:
         points, ids, offset = [], [], None
         while True:

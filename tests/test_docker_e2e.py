@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from flowkit_prefect import _docker_stack, _stack
+from flowkit_prefect import QdrantStore, _docker_stack, _stack
 from tests.helpers import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e, pytest.mark.local_model]
@@ -135,12 +135,10 @@ def test_docker_work_pool_end_to_end(stacks: dict) -> None:
 
 
 def _check_the_answer_cites_the_fact(shown: str, qdrant_dir: Path) -> None:
-    from qdrant_client import QdrantClient
-
     assert "45 days" in shown.split("### Answer")[1].split("###")[0], shown
     chunk_ids = re.findall(r"\(chunk `([0-9a-f-]{36})`\)", shown)
     assert chunk_ids, shown
-    client = QdrantClient(path=str(qdrant_dir))  # the container's run released the store
+    client = QdrantStore(location=str(qdrant_dir)).get_client()  # the container's run released it
     try:
         cited = client.retrieve("heronworks", ids=chunk_ids, with_payload=True)
     finally:

@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from qdrant_client import QdrantClient
 
-from flowkit_prefect import _stack
+from flowkit_prefect import QdrantStore, _stack
 from tests.fault_proxy import FAULTS, fault_proxy
 from tests.helpers import free_port, llama_server
 
@@ -136,7 +135,7 @@ def test_deploy_and_run_the_templates(stack: dict) -> None:
 
 def _count_points(root: Path, collection: str) -> int:
     """Points in a collection of the embedded store the deployments wrote (no run holds it now)."""
-    client = QdrantClient(path=str(root / "data" / "qdrant"))
+    client = QdrantStore(location=str(root / "data" / "qdrant")).get_client()
     try:
         return client.count(collection, exact=True).count
     finally:
@@ -216,7 +215,8 @@ def _check_the_answer_cites_the_fact(shown: str, root: Path) -> None:
     assert "45 days" in shown.split("### Answer")[1].split("###")[0]
     chunk_ids = re.findall(r"\(chunk `([0-9a-f-]{36})`\)", shown)
     assert chunk_ids, shown
-    client = QdrantClient(path=str(root / "data" / "qdrant"))  # the runs released the store
+    # the runs released the store
+    client = QdrantStore(location=str(root / "data" / "qdrant")).get_client()
     try:
         cited = client.retrieve("heronworks", ids=chunk_ids, with_payload=True)
     finally:
@@ -299,7 +299,7 @@ def _point_ids(root: Path, collection: str) -> list[str]:
     deadline = time.monotonic() + 30
     while True:  # a killed holder's file lock goes with its process, a moment after the signal
         try:
-            client = QdrantClient(path=str(root / "data" / "qdrant"))
+            client = QdrantStore(location=str(root / "data" / "qdrant")).get_client()
             break
         except RuntimeError:
             if time.monotonic() > deadline:

@@ -26,6 +26,7 @@ from flowkit_prefect import (
 from flowkit_prefect.models.bm25 import bm25_documents, bm25_query
 from flowkit_prefect.retrieval import store as qdrant_ops
 from flowkit_prefect.retrieval.types import Chunk
+from tests.helpers import make_store
 
 DOCS = {
     "refunds.md": "# Refunds\n\nRefunds are paid within seven business days after we receive "
@@ -39,13 +40,13 @@ DOCS = {
 
 
 @pytest.fixture
-def indexed(harness: str, tmp_path: Path) -> QdrantStore:
-    """The four documents ingested into an embedded store of this test's own."""
+def indexed(harness: str, tmp_path: Path, store_engine: str) -> QdrantStore:
+    """The four documents ingested into a store of this test's own, once per engine."""
     folder = tmp_path / "docs"
     folder.mkdir()
     for name, text in DOCS.items():
         (folder / name).write_text(text)
-    store = QdrantStore(location=str(tmp_path / "qdrant"))
+    store = make_store(store_engine, tmp_path / "qdrant")
 
     @flow
     def ingest() -> None:
@@ -105,9 +106,9 @@ def test_hybrid_search_applies_the_filter_to_both_sides(indexed: QdrantStore) ->
 
 
 def test_dense_only_collections_keep_working_and_say_how_to_add_sparse(
-    harness: str, tmp_path: Path
+    harness: str, tmp_path: Path, store_engine: str
 ) -> None:
-    store = QdrantStore(location=str(tmp_path / "old"))
+    store = make_store(store_engine, tmp_path / "old")
     embeddings = LocalEmbedder().get_embeddings()
     chunk = Chunk(
         chunk_id="00000000-0000-0000-0000-000000000001",

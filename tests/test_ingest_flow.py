@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from prefect import flow
 from prefect.artifacts import Artifact
-from qdrant_client import QdrantClient, models
+from qdrant_client import models
 
 from flowkit_prefect import (
     ChunkingOptions,
@@ -31,20 +31,22 @@ from flowkit_prefect.testing import HashEmbeddings
 
 
 @pytest.fixture
-def blocks(harness: str, tmp_path: Path) -> dict[str, str]:
-    """Saved blocks for an embedded store in this test's folder and the offline embedder."""
+def blocks(harness: str, tmp_path: Path, folder_engine: str) -> dict[str, str]:
+    """Saved blocks for an embedded store in this test's folder (once per folder engine) and
+    the offline embedder."""
     name = tmp_path.name.replace("_", "-").lower()[-40:]
-    QdrantStore(location=str(tmp_path / "qdrant")).save(name, overwrite=True)
+    QdrantStore(location=str(tmp_path / "qdrant"), engine=folder_engine).save(name, overwrite=True)
     LocalEmbedder().save("test-minilm", overwrite=True)
     return {
         "qdrant_store": f"flowkit-qdrant-store/{name}",
         "embedder": "flowkit-local-embedder/test-minilm",
         "path": str(tmp_path / "qdrant"),
+        "engine": folder_engine,
     }
 
 
-def _points_by_source(path: str, collection: str) -> dict[str, int]:
-    client = QdrantClient(path=path)
+def _points_by_source(blocks: dict[str, str], collection: str) -> dict[str, int]:
+    client = QdrantStore(location=blocks["path"], engine=blocks["engine"]).get_client()
     try:
         counts: dict[str, int] = {}
         records, _ = client.scroll(collection, limit=10_000, with_payload=["source"])
@@ -69,13 +71,13 @@ def test_ingest_is_idempotent_and_tracks_changes(
     first = rag_ingest(**params)
     assert first.found == 4 and first.ingested == 4 and first.skipped == 0 and first.accounted
     assert first.chunks_written > 4
-    stored = _points_by_source(blocks["path"], collection)
+    stored = _points_by_source(blocks, collection)
     assert sum(stored.values()) == first.chunks_written
 
     again = rag_ingest(**params)
     assert again.chunks_written == 0 and again.chunks_deleted == 0
     assert {r.status for r in again.sources} == {"unchanged"}
-    assert _points_by_source(blocks["path"], collection) == stored
+    assert _points_by_source(blocks, collection) == stored
 
     (corpus / "refunds.txt").write_text("Refunds are paid within 7 business days.\n")
     (corpus / "guide" / "herons.md").unlink()
@@ -84,10 +86,10 @@ def test_ingest_is_idempotent_and_tracks_changes(
     assert statuses["refunds.txt"] == "updated"
     assert statuses["guide/herons.md"] == "deleted"
     assert statuses["stations.csv#row-1"] == "unchanged"
-    after = _points_by_source(blocks["path"], collection)
+    after = _points_by_source(blocks, collection)
     assert "guide/herons.md" not in after
     assert after["refunds.txt"] == 1  # the old chunks were replaced, not added to
-    client = QdrantClient(path=blocks["path"])
+    client = QdrantStore(location=blocks["path"], engine=blocks["engine"]).get_client()
     try:
         texts = [r.payload["text"] for r in client.scroll(collection, limit=100)[0]]
     finally:
@@ -214,6 +216,6 @@ def test_document_checkpoint_quarantines_before_embedding(
     reasons = {r.source: r.reason for r in summary.sources if r.status == "skipped"}
     assert "chars" in reasons["short"] and "document checkpoint" in reasons["short"]
     assert "meta.lang" in reasons["no-lang"]
-    assert _points_by_source(blocks["path"], collection) == {"ok": 1}  # never embedded
+    assert _points_by_source(blocks, collection) == {"ok": 1}  # never embedded
     table = Artifact.get("validation-rag-ingest-documents")
     assert table is not None and "expect_column_values_to_be_between" in str(table.data)

@@ -25,7 +25,7 @@ HOLDER = textwrap.dedent(
     """
     import sys, time
     from flowkit_prefect import QdrantStore
-    with QdrantStore(location=sys.argv[1]).session() as client:
+    with QdrantStore(location=sys.argv[1], engine=sys.argv[3]).session() as client:
         client.get_collections()
         print("holding", flush=True)
         time.sleep(float(sys.argv[2]))
@@ -34,10 +34,10 @@ HOLDER = textwrap.dedent(
 )
 
 
-def _hold(path: Path, seconds: float, api_url: str) -> subprocess.Popen:
+def _hold(path: Path, seconds: float, api_url: str, engine: str = "auto") -> subprocess.Popen:
     env = {**os.environ, "PREFECT_API_URL": api_url}
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path), str(seconds)],
+        [sys.executable, "-c", HOLDER, str(path), str(seconds), engine],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -48,12 +48,14 @@ def _hold(path: Path, seconds: float, api_url: str) -> subprocess.Popen:
     return proc
 
 
-def test_a_second_process_waits_for_the_store(harness: str, tmp_path: Path) -> None:
+def test_a_second_process_waits_for_the_store(
+    harness: str, tmp_path: Path, folder_engine: str
+) -> None:
     path = tmp_path / "qdrant"
-    holder = _hold(path, 4.0, harness)
+    holder = _hold(path, 4.0, harness, folder_engine)
     try:
         started = time.monotonic()
-        with QdrantStore(location=str(path)).session() as client:
+        with QdrantStore(location=str(path), engine=folder_engine).session() as client:
             waited = time.monotonic() - started
             client.get_collections()
         assert waited > 2.0  # it queued behind the holder instead of failing on the folder lock
@@ -74,17 +76,15 @@ def test_waiting_past_the_lock_timeout_is_a_clear_error(harness: str, tmp_path: 
         holder.wait(timeout=30)
 
 
-def test_opening_a_busy_folder_directly_says_what_to_do(tmp_path: Path) -> None:
-    from qdrant_client import QdrantClient
-
-    path = tmp_path / "qdrant"
-    path.mkdir()
-    other = QdrantClient(path=str(path))
+def test_opening_a_busy_folder_directly_says_what_to_do(tmp_path: Path, folder_engine: str) -> None:
+    store = QdrantStore(location=str(tmp_path / "qdrant"), engine=folder_engine)
+    other = store.get_client()
     try:
         with pytest.raises(StoreBusyError, match="session"):
-            QdrantStore(location=str(path)).get_client()
+            store.get_client()
     finally:
         other.close()
+    store.get_client().close()  # released
 
 
 KILLED_HOLDER = textwrap.dedent(

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from prefect.blocks.core import Block
 from prefect.logging import get_logger
@@ -18,7 +18,7 @@ from pydantic import Field, HttpUrl, SecretStr, field_validator
 from flowkit_prefect.exceptions import ConfigurationError, StoreBusyError, StoreUnavailableError
 
 if TYPE_CHECKING:  # qdrant-client (~0.8 s to import) loads when a client is opened
-    from qdrant_client import QdrantClient
+    from qdrant_client.client_base import QdrantBase
 
 logger = get_logger("flowkit.qdrant")
 
@@ -28,7 +28,7 @@ class _Shared:
     """A client shared by every task of one process that uses the same store."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
-    client: QdrantClient | None = None
+    client: QdrantBase | None = None
     refs: int = 0
     exit_stack: contextlib.ExitStack | None = None
 
@@ -37,12 +37,30 @@ _shared: dict[str, _Shared] = {}
 _shared_lock = threading.Lock()
 
 
+StoreEngine = Literal["auto", "edge", "local"]
+LEGACY_MARKER = "meta.json"
+"""qdrant-client's local mode keeps its collection list in this file at the folder's root."""
+
+
+def legacy_collections(path: Path) -> list[str]:
+    """Collections of a qdrant-client local-mode store in ``path`` (from its ``meta.json``)."""
+    import json
+
+    try:
+        meta = json.loads((path / LEGACY_MARKER).read_text())
+    except (OSError, ValueError):
+        return []
+    return sorted((meta.get("collections") or {}).keys()) if isinstance(meta, dict) else []
+
+
 class QdrantStore(Block):
     """Where vectors live: ``:memory:``, a local folder (embedded Qdrant), or a server URL.
 
-    Use ``session()`` rather than ``get_client()`` inside flows: for a local folder it waits for
-    the store's Prefect global concurrency limit, because embedded Qdrant allows one process per
-    folder and every deployment run is its own process.
+    A local folder is served by Qdrant's own engine in this process (qdrant-edge: HNSW, payload
+    indexes, a write-ahead log); ``:memory:`` by qdrant-client's in-memory mode; a URL by the
+    server. Use ``session()`` rather than ``get_client()`` inside flows: for a local folder it
+    waits for the store's Prefect global concurrency limit, because an embedded engine allows
+    one process per folder and every deployment run is its own process.
 
     Example:
         ```python
@@ -64,6 +82,21 @@ class QdrantStore(Block):
         description=(
             "':memory:' (this process only), a folder path for embedded Qdrant (one process at a "
             "time; runs queue on a global concurrency limit), or a server URL (http://...)."
+        ),
+    )
+    engine: StoreEngine = Field(
+        default="auto",
+        description=(
+            "Engine of a local folder: 'edge' (Qdrant's engine in-process), 'local' "
+            "(qdrant-client's pure-Python local mode, for folders written before the in-process "
+            "engine), or 'auto': edge, unless the folder holds a local-mode store."
+        ),
+    )
+    payload_indexes: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Payload keys to index besides source and scope, for the filters you search with "
+            "(for example 'metadata.lang'). Used by the in-process engine and a server."
         ),
     )
     api_key: SecretStr | None = Field(default=None, description="API key of a Qdrant server.")
@@ -100,6 +133,45 @@ class QdrantStore(Block):
         """True for the in-process ``:memory:`` store."""
         return self.location == ":memory:"
 
+    def is_legacy_folder(self) -> bool:
+        """True when the local folder holds a qdrant-client local-mode store with collections
+        and nothing of the in-process engine yet (then ``auto`` keeps serving it as it is)."""
+        if self.is_server or self.is_memory:
+            return False
+        from flowkit_prefect.blocks.edge_engine import ENGINE_DIR
+
+        path = self.local_path()
+        return bool(legacy_collections(path)) and not (path / ENGINE_DIR).exists()
+
+    @property
+    def engine_name(self) -> str:
+        """Which engine serves this store, as the ingest summary shows it."""
+        if self.is_server:
+            return "Qdrant server"
+        if self.is_memory:
+            return "qdrant-client in memory"
+        return "qdrant-edge (in-process)" if self._uses_edge() else "qdrant-client local mode"
+
+    def index_fields(self) -> list[str]:
+        """Payload keys the store indexes (none in qdrant-client's modes, which cannot)."""
+        if self.is_memory or not (self.is_server or self._uses_edge()):
+            return []
+        extra = [key for key in self.payload_indexes if key not in ("source", "scope")]
+        return ["source", "scope", *extra]
+
+    def _uses_edge(self) -> bool:
+        if self.is_server or self.is_memory:
+            return False
+        if self.engine == "local":
+            return False
+        legacy = self.is_legacy_folder()
+        if legacy and self.engine == "edge":
+            raise ConfigurationError(
+                f"{self.local_path()} holds a qdrant-client local-mode store. Migrate it to the "
+                f"in-process engine first: flowkit store migrate {self.local_path()}"
+            )
+        return not legacy
+
     def local_path(self) -> Path:
         """The folder of an embedded store, with ``~`` and environment variables expanded."""
         return Path(os.path.expandvars(os.path.expanduser(self.location))).resolve()
@@ -116,8 +188,9 @@ class QdrantStore(Block):
             return f"memory:{self._block_document_id or id(self)}"
         return f"path:{self.local_path()}"
 
-    def get_client(self) -> QdrantClient:
-        """A new ``QdrantClient`` for this location. The caller closes it.
+    def get_client(self) -> QdrantBase:
+        """A new client for this location (``QdrantClient``, or ``EdgeQdrant`` for a local
+        folder). The caller closes it.
 
         For a local folder prefer ``session()``, which also takes the cross-process lock.
         """
@@ -130,6 +203,17 @@ class QdrantStore(Block):
             return QdrantClient(location=":memory:")
         path = self.local_path()
         path.mkdir(parents=True, exist_ok=True)
+        if self._uses_edge():
+            from flowkit_prefect.blocks.edge_engine import EdgeQdrant
+
+            return EdgeQdrant(path)
+        if self.engine == "auto":
+            logger.warning(
+                "%s holds a qdrant-client local-mode store, served by the slower pure-Python "
+                "engine. Move it to the in-process engine with: flowkit store migrate %s",
+                path,
+                path,
+            )
         try:
             return QdrantClient(path=str(path))
         except RuntimeError as exc:  # "Storage folder ... is already accessed by another instance"
@@ -151,7 +235,7 @@ class QdrantStore(Block):
         )
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[QdrantClient]:
+    def session(self) -> Iterator[QdrantBase]:
         """A client for the duration of a ``with`` block, shared by the tasks of this process.
 
         ``:memory:`` stores live as long as the block object; a local folder is opened once per

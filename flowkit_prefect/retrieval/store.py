@@ -1,6 +1,8 @@
 """Qdrant operations: collections, idempotent upserts, stale-chunk deletion and search.
 
-Functions here take a ``QdrantClient``; the tasks in ``flowkit_prefect.retrieval.tasks`` wrap
+Functions here take any qdrant-client ``QdrantBase``: a ``QdrantClient`` (server, in-memory,
+local mode) or the in-process engine's ``EdgeQdrant``, so every engine serves the same
+operations. The tasks in ``flowkit_prefect.retrieval.tasks`` wrap
 them with Prefect. Points have a named dense vector, ``dense``, a BM25 sparse vector, ``bm25``
 (collections created before hybrid search have none), and this payload:
 ``text, source, scope, chunk_index, doc_hash, metadata``.
@@ -13,7 +15,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, get_args
 
-from qdrant_client import QdrantClient, models
+from qdrant_client import models
+from qdrant_client.client_base import QdrantBase
 
 from flowkit_prefect.exceptions import CollectionDimensionError, ConfigurationError
 from flowkit_prefect.models.bm25 import bm25_documents
@@ -28,19 +31,20 @@ _PREFETCH_FACTOR = 4
 
 
 def ensure_collection(
-    client: QdrantClient,
+    client: QdrantBase,
     collection: str,
     dimension: int,
     *,
     recreate: bool = False,
-    payload_indexes: bool = False,
+    payload_indexes: Sequence[str] = (),
 ) -> bool:
     """Create ``collection`` for ``dimension``-d cosine vectors and BM25 sparse vectors (with
     Qdrant's IDF modifier) unless it exists; True if created.
 
     An existing collection of another vector size raises ``CollectionDimensionError``.
-    ``payload_indexes`` adds keyword indexes on ``source`` and ``scope`` (a server uses them;
-    embedded Qdrant has none).
+    ``payload_indexes`` names payload keys to index as keywords (``QdrantStore.index_fields()``:
+    the in-process engine and a server use them; qdrant-client's local mode has none); indexes
+    missing from an existing collection are added.
     """
     if not collection or not collection.strip():
         raise ConfigurationError("The collection name is empty: pass a collection name.")
@@ -54,6 +58,7 @@ def ensure_collection(
         stored = params.size if params is not None else getattr(vectors, "size", None)
         if params is None or stored != dimension:
             raise CollectionDimensionError(collection, stored, dimension)
+        _add_indexes(client, collection, payload_indexes)
         return False
     client.create_collection(
         collection,
@@ -64,13 +69,20 @@ def ensure_collection(
             SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
         },
     )
-    if payload_indexes:
-        for field in ("source", "scope"):
-            client.create_payload_index(collection, field, models.PayloadSchemaType.KEYWORD)
+    _add_indexes(client, collection, payload_indexes)
     return True
 
 
-def has_sparse(client: QdrantClient, collection: str) -> bool:
+def _add_indexes(client: QdrantBase, collection: str, fields: Sequence[str]) -> None:
+    if not fields:
+        return
+    present = client.get_collection(collection).payload_schema or {}
+    for field in fields:
+        if field not in present:
+            client.create_payload_index(collection, field, models.PayloadSchemaType.KEYWORD)
+
+
+def has_sparse(client: QdrantBase, collection: str) -> bool:
     """Whether ``collection`` stores BM25 sparse vectors; a missing collection is a clear error."""
     try:
         info = client.get_collection(collection)
@@ -89,7 +101,7 @@ def has_sparse(client: QdrantClient, collection: str) -> bool:
 
 
 def existing_doc_hashes(
-    client: QdrantClient, collection: str, chunk_ids: Sequence[str]
+    client: QdrantBase, collection: str, chunk_ids: Sequence[str]
 ) -> dict[str, str]:
     """``chunk_id -> doc_hash`` for the given ids that are already stored."""
     found: dict[str, str] = {}
@@ -128,7 +140,7 @@ def plan_changes(
 
 
 def upsert_chunks(
-    client: QdrantClient,
+    client: QdrantBase,
     collection: str,
     chunks: Sequence[Chunk],
     vectors: Sequence[Sequence[float]],
@@ -185,12 +197,12 @@ def _vectors(dense: Sequence[float], terms: tuple[list[int], list[float]] | None
     return named
 
 
-def _count(client: QdrantClient, collection: str, flt: models.Filter) -> int:
+def _count(client: QdrantBase, collection: str, flt: models.Filter) -> int:
     return client.count(collection, count_filter=flt, exact=True).count
 
 
 def delete_stale(
-    client: QdrantClient,
+    client: QdrantBase,
     collection: str,
     scope: str,
     keep_ids: Iterable[str],
@@ -219,7 +231,7 @@ def delete_stale(
     return stale
 
 
-def stored_sources(client: QdrantClient, collection: str, scope: str) -> dict[str, int]:
+def stored_sources(client: QdrantBase, collection: str, scope: str) -> dict[str, int]:
     """Every source stored under ``scope``, with its number of chunks (one scroll)."""
     counts: dict[str, int] = defaultdict(int)
     offset = None
@@ -263,7 +275,7 @@ def build_filter(conditions: Mapping[str, Any] | models.Filter | None) -> models
 
 
 def search(
-    client: QdrantClient,
+    client: QdrantBase,
     collection: str,
     vector: Sequence[float] | None,
     *,

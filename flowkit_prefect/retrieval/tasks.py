@@ -131,7 +131,7 @@ def prepare_upserts(
             collection,
             dimension,
             recreate=recreate_collection,
-            payload_indexes=store.is_server,
+            payload_indexes=store.index_fields(),
         )
         stored = (
             {}
