@@ -122,6 +122,14 @@ def cmd_down(args: argparse.Namespace) -> None:
     print(_stack.stop_postgres(stack))
 
 
+def cmd_store_migrate(args: argparse.Namespace) -> None:
+    from flowkit_prefect.retrieval.migrate import migrate_local_folder
+
+    moved = migrate_local_folder(args.folder)
+    total = sum(m.points_after for m in moved)
+    print(f"Migrated {len(moved)} collections ({total} points) to the in-process engine.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowkit", description="The commands behind make run.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     docker_up.set_defaults(func=cmd_docker_up, database=None)
     docker_down = sub.add_parser("docker-down", help="stop the Docker worker and our dockerd")
     docker_down.set_defaults(func=cmd_docker_down)
+    store = sub.add_parser("store", help="the embedded vector store").add_subparsers(
+        dest="action", required=True
+    )
+    migrate = store.add_parser(
+        "migrate", help="move a qdrant-client local-mode folder to the in-process engine"
+    )
+    migrate.add_argument("folder", help="the store folder (the QdrantStore block's location)")
+    migrate.set_defaults(func=cmd_store_migrate)
     return parser
 
 

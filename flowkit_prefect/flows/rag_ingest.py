@@ -209,11 +209,12 @@ def rag_ingest(
         set(plan.changed_sources),
         written,
         deleted,
-    )
+    ).model_copy(update={"store_engine": store.engine_name})
     _publish(summary, embedder_block.model_label)
     logger.info(
-        "Ingest into %r: %d found, %d ingested, %d skipped, %d chunks written, %d deleted",
+        "Ingest into %r (%s): %d found, %d ingested, %d skipped, %d chunks written, %d deleted",
         collection,
+        summary.store_engine,
         summary.found,
         summary.ingested,
         summary.skipped,
@@ -266,7 +267,8 @@ def _publish(summary: IngestSummary, embedder_label: str) -> None:
         rows,
         key=SUMMARY_ARTIFACT_KEY,
         description=(
-            f"Ingest into `{summary.collection}` ({embedder_label}): {summary.found} found, "
+            f"Ingest into `{summary.collection}` ({embedder_label}; store: "
+            f"{summary.store_engine}): {summary.found} found, "
             f"{summary.ingested} ingested, {summary.skipped} skipped, "
             f"{summary.chunks_written} chunks written, {summary.chunks_deleted} deleted"
         ),

@@ -105,6 +105,8 @@ class IngestSummary(BaseModel):
     chunks_written: int
     chunks_deleted: int
     sources: list[SourceReport]
+    store_engine: str = ""
+    """Which engine served the store (``QdrantStore.engine_name``)."""
 
     @property
     def accounted(self) -> bool:

@@ -1,0 +1,115 @@
+"""Move a store folder written by qdrant-client's local mode to the in-process engine.
+
+Every point (ids, dense and sparse vectors, payload) is copied collection by collection and
+counted back; only then are the local-mode files moved aside into a backup folder, so nothing
+is lost and the move can be undone by hand.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from qdrant_client import QdrantClient, models
+from qdrant_client.client_base import QdrantBase
+
+from flowkit_prefect.blocks.edge_engine import ENGINE_DIR, EdgeQdrant
+from flowkit_prefect.blocks.qdrant import LEGACY_MARKER, legacy_collections
+from flowkit_prefect.exceptions import ConfigurationError, StoreBusyError
+
+BATCH = 512
+_LEGACY_PARTS = (LEGACY_MARKER, "collection", ".lock")
+
+
+@dataclass(frozen=True)
+class MigratedCollection:
+    """One collection moved: its name and how many points it holds in each engine."""
+
+    name: str
+    points_before: int
+    points_after: int
+
+
+def migrate_local_folder(
+    folder: str | Path, progress: Callable[[str], None] = print
+) -> list[MigratedCollection]:
+    """Copy every collection of a local-mode store in ``folder`` into the in-process engine in
+    the same folder, check the counts, then move the local-mode files to a backup folder."""
+    root = Path(folder).expanduser().resolve()
+    names = legacy_collections(root)
+    if not names:
+        raise ConfigurationError(
+            f"{root} holds no qdrant-client local-mode collections (no {LEGACY_MARKER} listing "
+            "any): nothing to migrate."
+        )
+    if (root / ENGINE_DIR).exists():
+        raise ConfigurationError(
+            f"{root / ENGINE_DIR} exists already: the folder was migrated, or written by the "
+            "in-process engine. Move that folder aside to migrate again."
+        )
+    try:
+        source = QdrantClient(path=str(root))
+    except RuntimeError as exc:
+        raise StoreBusyError(f"{root} is open in another process: stop it first.") from exc
+    moved: list[MigratedCollection] = []
+    try:
+        target = EdgeQdrant(root)
+        try:
+            for name in names:
+                moved.append(_copy(source, target, name))
+                progress(f"{name}: {moved[-1].points_after} points")
+        except BaseException:
+            target.close()
+            shutil.rmtree(root / ENGINE_DIR, ignore_errors=True)  # the source is untouched
+            raise
+        target.close()  # builds the HNSW indexes
+    finally:
+        source.close()
+    backup = root / f"local-mode-backup-{time.strftime('%Y%m%d-%H%M%S')}"
+    backup.mkdir()
+    for part in _LEGACY_PARTS:
+        if (root / part).exists():
+            shutil.move(str(root / part), str(backup / part))
+    progress(f"local-mode files moved to {backup} (delete it once you are satisfied)")
+    return moved
+
+
+def _copy(source: QdrantClient, target: QdrantBase, name: str) -> MigratedCollection:
+    params = source.get_collection(name).config.params
+    vectors = params.vectors
+    if vectors is None:
+        raise ConfigurationError(f"Collection {name!r} has no dense vectors to migrate.")
+    dense: Mapping[str, models.VectorParams] = (
+        {"": vectors} if isinstance(vectors, models.VectorParams) else vectors
+    )
+    target.create_collection(
+        name, vectors_config=dict(dense), sparse_vectors_config=params.sparse_vectors or None
+    )
+    offset = None
+    while True:
+        records, offset = source.scroll(
+            name, limit=BATCH, offset=offset, with_payload=True, with_vectors=True
+        )
+        if records:
+            target.upsert(
+                name,
+                points=[
+                    models.PointStruct(id=r.id, vector=r.vector or {}, payload=r.payload)
+                    for r in records
+                ],
+            )
+        if offset is None:
+            break
+    before = source.count(name, exact=True).count
+    after = target.count(name, exact=True).count
+    if before != after:
+        raise ConfigurationError(
+            f"Collection {name!r}: {before} points in local mode but {after} copied; the "
+            "folder is unchanged. Re-run the migration."
+        )
+    for field in ("source", "scope"):
+        target.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
+    return MigratedCollection(name, before, after)

@@ -1,0 +1,157 @@
+"""The in-process engine for real: the store operations it serves, how it fails, and moving a
+qdrant-client local-mode folder onto it with nothing lost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from qdrant_client import QdrantClient, models
+
+from flowkit_prefect import ConfigurationError, QdrantStore, StoreBusyError
+from flowkit_prefect.blocks.edge_engine import EdgeQdrant
+from flowkit_prefect.models.bm25 import bm25_query
+from flowkit_prefect.retrieval import store as qdrant_ops
+from flowkit_prefect.retrieval.types import Chunk
+
+TEXTS = [
+    "Refunds are paid within seven business days.",
+    "The grey heron hunts fish in shallow water.",
+    "Code ZX-4711 means the flux capacitor is misaligned.",
+    "Parcels leave our warehouse within two days.",
+]
+
+
+def _chunks() -> list[Chunk]:
+    return [
+        Chunk(
+            chunk_id=f"00000000-0000-0000-0000-00000000000{i}",
+            source=f"doc{i % 2}.md",
+            chunk_index=i,
+            text=text,
+            doc_hash=f"h{i}",
+            metadata={"lang": "en" if i < 3 else "de"},
+        )
+        for i, text in enumerate(TEXTS)
+    ]
+
+
+def _vectors() -> list[list[float]]:  # one axis per text: search for axis i finds text i
+    return [[1.0 if j == i else 0.0 for j in range(8)] for i in range(len(TEXTS))]
+
+
+def _fill(client: QdrantClient, collection: str = "docs") -> None:
+    qdrant_ops.ensure_collection(client, collection, 8)  # local mode: no payload indexes
+    qdrant_ops.upsert_chunks(client, collection, _chunks(), _vectors(), "t")
+
+
+def test_the_store_operations_on_the_in_process_engine(tmp_path: Path) -> None:
+    store = QdrantStore(location=str(tmp_path / "store"), payload_indexes=["metadata.lang"])
+    assert store.engine_name == "qdrant-edge (in-process)"
+    client = store.get_client()
+    try:
+        assert isinstance(client, EdgeQdrant)
+        qdrant_ops.ensure_collection(client, "docs", 8, payload_indexes=store.index_fields())
+        qdrant_ops.upsert_chunks(client, "docs", _chunks(), _vectors(), "t")
+        schema = client.get_collection("docs").payload_schema
+        assert set(schema) == {"source", "scope", "metadata.lang"}
+        assert qdrant_ops.has_sparse(client, "docs")
+        [dense] = qdrant_ops.search(client, "docs", _vectors()[2], top_k=1)
+        assert dense.text == TEXTS[2] and dense.similarity == pytest.approx(1.0)
+        sparse = qdrant_ops.search(client, "docs", None, sparse=bm25_query("ZX-4711"), top_k=1)
+        assert sparse[0].text == TEXTS[2]
+        fused = qdrant_ops.search(
+            client, "docs", _vectors()[1], sparse=bm25_query("warehouse parcels"), top_k=2
+        )
+        assert {h.text for h in fused} == {TEXTS[1], TEXTS[3]}
+        german = qdrant_ops.search(
+            client, "docs", _vectors()[0], top_k=4, conditions={"metadata.lang": "de"}
+        )
+        assert [h.text for h in german] == [TEXTS[3]]
+        assert qdrant_ops.stored_sources(client, "docs", "t") == {"doc0.md": 2, "doc1.md": 2}
+        stale = qdrant_ops.delete_stale(client, "docs", "t", keep_ids=[_chunks()[0].chunk_id])
+        assert stale == 3 and client.count("docs").count == 1
+        with pytest.raises(ConfigurationError, match="cannot name a store folder"):
+            client.collection_exists("../escape")
+    finally:
+        client.close()
+    reopened = store.get_client()  # written, optimized, flushed: all there after a reopen
+    try:
+        assert reopened.count("docs").count == 1
+    finally:
+        reopened.close()
+
+
+def test_a_second_opener_gets_a_clear_error(tmp_path: Path) -> None:
+    first = EdgeQdrant(tmp_path / "store")
+    code = (
+        "import sys\n"
+        "from flowkit_prefect.blocks.edge_engine import EdgeQdrant\n"
+        "from flowkit_prefect import StoreBusyError\n"
+        "try:\n    EdgeQdrant(sys.argv[1])\nexcept StoreBusyError as exc:\n    print(exc)\n"
+    )
+    try:
+        with pytest.raises(StoreBusyError, match="open in another process"):
+            EdgeQdrant(tmp_path / "store")
+        shown = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "store")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "QdrantStore.session()" in shown.stdout, shown.stderr
+    finally:
+        first.close()
+
+
+def test_a_local_mode_folder_keeps_working_then_migrates_with_nothing_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "store"
+    legacy = QdrantClient(path=str(folder))
+    _fill(legacy)
+    legacy.close()
+
+    store = QdrantStore(location=str(folder))
+    assert store.is_legacy_folder() and store.engine_name == "qdrant-client local mode"
+    client = store.get_client()
+    try:
+        assert client.count("docs").count == len(TEXTS)  # auto: served as it is
+    finally:
+        client.close()
+    assert "flowkit store migrate" in caplog.text
+    with pytest.raises(ConfigurationError, match="flowkit store migrate"):
+        QdrantStore(location=str(folder), engine="edge").get_client()
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "flowkit_prefect.cli", "store", "migrate", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f"docs: {len(TEXTS)} points" in shown.stdout
+    assert "Migrated 1 collections (4 points)" in shown.stdout
+    assert list(folder.glob("local-mode-backup-*/meta.json"))  # kept until the user deletes it
+
+    assert not store.is_legacy_folder() and store.engine_name == "qdrant-edge (in-process)"
+    client = store.get_client()
+    try:
+        assert isinstance(client, EdgeQdrant)
+        records, _ = client.scroll("docs", limit=10, with_payload=True, with_vectors=True)
+        assert sorted(r.payload["text"] for r in records) == sorted(TEXTS)
+        assert all(isinstance(r.vector["bm25"], models.SparseVector) for r in records)
+        [hit] = qdrant_ops.search(client, "docs", None, sparse=bm25_query("heron"), top_k=1)
+        assert hit.text == TEXTS[1]
+    finally:
+        client.close()
+
+    again = subprocess.run(
+        [sys.executable, "-m", "flowkit_prefect.cli", "store", "migrate", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 1 and "nothing to migrate" in again.stderr
