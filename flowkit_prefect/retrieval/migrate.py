@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from qdrant_client import QdrantClient, models
 from qdrant_client.client_base import QdrantBase
@@ -97,7 +98,7 @@ def _copy(source: QdrantClient, target: QdrantBase, name: str) -> MigratedCollec
             target.upsert(
                 name,
                 points=[
-                    models.PointStruct(id=r.id, vector=r.vector or {}, payload=r.payload)
+                    models.PointStruct(id=r.id, vector=cast(Any, r.vector or {}), payload=r.payload)
                     for r in records
                 ],
             )
