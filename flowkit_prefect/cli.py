@@ -19,10 +19,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flowkit_prefect import _stack
 from flowkit_prefect.exceptions import FlowkitError
 from flowkit_prefect.settings import get_settings
+
+if TYPE_CHECKING:
+    from flowkit_prefect.blocks.qdrant import QdrantStore
 
 
 def _stack_here(database: str | None = None) -> _stack.Stack:
@@ -130,6 +134,34 @@ def cmd_store_migrate(args: argparse.Namespace) -> None:
     print(f"Migrated {len(moved)} collections ({total} points) to the in-process engine.")
 
 
+def _store(location: str) -> QdrantStore:
+    from flowkit_prefect.blocks.qdrant import QdrantStore
+
+    return QdrantStore(location=location)
+
+
+def cmd_store_snapshot(args: argparse.Namespace) -> None:
+    from flowkit_prefect.retrieval.transfer import write_snapshot
+
+    client = _store(args.location).get_client()
+    try:
+        count = write_snapshot(client, args.collection, args.file)
+    finally:
+        client.close()
+    print(f"Wrote {count} points of {args.collection!r} to {args.file}.")
+
+
+def cmd_store_restore(args: argparse.Namespace) -> None:
+    from flowkit_prefect.retrieval.transfer import restore_snapshot
+
+    client = _store(args.location).get_client()
+    try:
+        name, count = restore_snapshot(client, args.file, args.collection, recreate=args.recreate)
+    finally:
+        client.close()  # the in-process engine builds its indexes here
+    print(f"Restored {count} points into {name!r} at {args.location}.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowkit", description="The commands behind make run.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,6 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument("folder", help="the store folder (the QdrantStore block's location)")
     migrate.set_defaults(func=cmd_store_migrate)
+    where = {"required": True, "help": "a store folder or a Qdrant server URL"}
+    snapshot = store.add_parser("snapshot", help="write a collection to a snapshot file")
+    snapshot.add_argument("collection")
+    snapshot.add_argument("file", help="the snapshot file to write (gzipped JSON lines)")
+    snapshot.add_argument("--location", **where)
+    snapshot.set_defaults(func=cmd_store_snapshot)
+    restore = store.add_parser("restore", help="restore a snapshot file into a store")
+    restore.add_argument("file")
+    restore.add_argument("--location", **where)
+    restore.add_argument("--collection", help="restore under this name (default: its own)")
+    restore.add_argument("--recreate", action="store_true", help="replace an existing collection")
+    restore.set_defaults(func=cmd_store_restore)
     return parser
 
 

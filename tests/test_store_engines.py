@@ -1,5 +1,5 @@
 """The in-process engine for real: the store operations it serves, how it fails, and moving a
-qdrant-client local-mode folder onto it with nothing lost."""
+qdrant-client local-mode folder onto it with nothing lost, and snapshots between engines."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 from qdrant_client import QdrantClient, models
+from qdrant_client.client_base import QdrantBase
 
 from flowkit_prefect import ConfigurationError, QdrantStore, StoreBusyError
 from flowkit_prefect.blocks.edge_engine import EdgeQdrant
 from flowkit_prefect.models.bm25 import bm25_query
 from flowkit_prefect.retrieval import store as qdrant_ops
+from flowkit_prefect.retrieval.transfer import read_snapshot_header, restore_snapshot
 from flowkit_prefect.retrieval.types import Chunk
 
 TEXTS = [
@@ -42,9 +44,9 @@ def _vectors() -> list[list[float]]:  # one axis per text: search for axis i fin
     return [[1.0 if j == i else 0.0 for j in range(8)] for i in range(len(TEXTS))]
 
 
-def _fill(client: QdrantClient, collection: str = "docs") -> None:
-    qdrant_ops.ensure_collection(client, collection, 8)  # local mode: no payload indexes
-    qdrant_ops.upsert_chunks(client, collection, _chunks(), _vectors(), "t")
+def _fill(client: QdrantBase, indexes: tuple[str, ...] = ()) -> None:
+    qdrant_ops.ensure_collection(client, "docs", 8, payload_indexes=indexes)
+    qdrant_ops.upsert_chunks(client, "docs", _chunks(), _vectors(), "t")
 
 
 def test_the_store_operations_on_the_in_process_engine(tmp_path: Path) -> None:
@@ -155,3 +157,48 @@ def test_a_local_mode_folder_keeps_working_then_migrates_with_nothing_lost(
         timeout=120,
     )
     assert again.returncode == 1 and "nothing to migrate" in again.stderr
+
+
+def test_a_snapshot_moves_a_collection_between_engines(tmp_path: Path) -> None:
+    folder = tmp_path / "store"
+    client = QdrantStore(location=str(folder)).get_client()
+    _fill(client, indexes=("source", "scope"))
+    client.close()
+    snapshot = tmp_path / "docs.snapshot.jsonl.gz"
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "flowkit_prefect.cli", "store", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    shown = cli("snapshot", "docs", str(snapshot), "--location", str(folder))
+    assert shown.returncode == 0 and "Wrote 4 points" in shown.stdout, shown.stderr
+    assert read_snapshot_header(snapshot)["points"] == len(TEXTS)
+
+    restored = cli("restore", str(snapshot), "--location", str(folder), "--collection", "copy")
+    assert restored.returncode == 0 and "Restored 4 points into 'copy'" in restored.stdout
+    again = cli("restore", str(snapshot), "--location", str(folder), "--collection", "copy")
+    assert again.returncode == 1 and "--recreate" in again.stderr  # nothing replaced unasked
+
+    memory = QdrantClient(location=":memory:")  # another engine: the server client's API
+    name, count = restore_snapshot(memory, snapshot, indexes=False)
+    assert (name, count) == ("docs", len(TEXTS))
+    [hit] = qdrant_ops.search(memory, "docs", _vectors()[1], sparse=bm25_query("heron"), top_k=1)
+    assert hit.text == TEXTS[1]
+    client = QdrantStore(location=str(folder)).get_client()
+    try:
+        a, _ = client.scroll("docs", limit=10, with_payload=True, with_vectors=True)
+        b, _ = client.scroll("copy", limit=10, with_payload=True, with_vectors=True)
+        assert sorted((r.id, r.payload["text"]) for r in a) == sorted(
+            (r.id, r.payload["text"]) for r in b
+        )
+        assert set(client.get_collection("copy").payload_schema) == {"source", "scope"}
+    finally:
+        client.close()
+
+    (tmp_path / "junk.gz").write_bytes(b"not a snapshot")
+    bad = cli("restore", str(tmp_path / "junk.gz"), "--location", str(folder))
+    assert bad.returncode == 1 and "not a flowkit snapshot" in bad.stderr

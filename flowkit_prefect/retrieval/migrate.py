@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
 
-from qdrant_client import QdrantClient, models
+from qdrant_client import QdrantClient
 from qdrant_client.client_base import QdrantBase
 
 from flowkit_prefect.blocks.edge_engine import ENGINE_DIR, EdgeQdrant
 from flowkit_prefect.blocks.qdrant import LEGACY_MARKER, legacy_collections
 from flowkit_prefect.exceptions import ConfigurationError, StoreBusyError
+from flowkit_prefect.retrieval import transfer
 
-BATCH = 512
 _LEGACY_PARTS = (LEGACY_MARKER, "collection", ".lock")
 
 
@@ -79,38 +78,10 @@ def migrate_local_folder(
 
 
 def _copy(source: QdrantClient, target: QdrantBase, name: str) -> MigratedCollection:
-    params = source.get_collection(name).config.params
-    vectors = params.vectors
-    if vectors is None:
-        raise ConfigurationError(f"Collection {name!r} has no dense vectors to migrate.")
-    dense: Mapping[str, models.VectorParams] = (
-        {"": vectors} if isinstance(vectors, models.VectorParams) else vectors
-    )
-    target.create_collection(
-        name, vectors_config=dict(dense), sparse_vectors_config=params.sparse_vectors or None
-    )
-    offset = None
-    while True:
-        records, offset = source.scroll(
-            name, limit=BATCH, offset=offset, with_payload=True, with_vectors=True
-        )
-        if records:
-            target.upsert(
-                name,
-                points=[
-                    models.PointStruct(id=r.id, vector=cast(Any, r.vector or {}), payload=r.payload)
-                    for r in records
-                ],
-            )
-        if offset is None:
-            break
-    before = source.count(name, exact=True).count
-    after = target.count(name, exact=True).count
-    if before != after:
-        raise ConfigurationError(
-            f"Collection {name!r}: {before} points in local mode but {after} copied; the "
-            "folder is unchanged. Re-run the migration."
-        )
-    for field in ("source", "scope"):
-        target.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
-    return MigratedCollection(name, before, after)
+    spec = transfer.collection_spec(source, name)
+    transfer.create_from_spec(target, name, spec)
+    for records in transfer.iter_points(source, name):
+        transfer.write_points(target, name, records)
+    spec["payload_indexes"] = ["source", "scope"]  # local mode has none; the engine uses them
+    after = transfer.finish(target, name, spec, indexes=True)
+    return MigratedCollection(name, spec["points"], after)
