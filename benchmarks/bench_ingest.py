@@ -48,7 +48,6 @@ from pathlib import Path
 from typing import Literal
 
 from _common import prefect_backend, report, run_main
-from qdrant_client import QdrantClient
 
 from flowkit_prefect.blocks.embedders import LocalEmbedder
 from flowkit_prefect.blocks.qdrant import QdrantStore
@@ -271,11 +270,7 @@ def run_baseline(config: Config, repeat: int) -> RunResult:
 
     watch = Stopwatch()
     watch.start()
-    if location == ":memory:":
-        client = QdrantClient(location=":memory:")
-    else:
-        Path(location).mkdir(parents=True, exist_ok=True)
-        client = QdrantClient(path=location)
+    client = QdrantStore(location=location).get_client()  # the flow's engine for this location
     try:
         loaded = load_folder(config.folder)
         chunks = split_documents(loaded.documents, config.options, config.scope)
@@ -287,7 +282,7 @@ def run_baseline(config: Config, repeat: int) -> RunResult:
         written = 0
         for first in range(0, len(to_write), config.batch_size):
             batch = to_write[first : first + config.batch_size]
-            vectors = embeddings.embed_documents([c.text for c in batch])
+            vectors = embeddings.embed_documents([c.indexed_text for c in batch])
             written += upsert_chunks(client, COLLECTION, batch, vectors, config.scope)
         watch.stop()
         count = client.count(COLLECTION, exact=True).count
