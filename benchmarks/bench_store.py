@@ -98,7 +98,7 @@ class EngineRun:
     optimize_s: float | None = None
     close_s: float = 0.0
     open_s: float = 0.0
-    indexed: int | None = None  # vectors in HNSW graphs after the optimizer (edge)
+    indexed: int | None = None  # get_collection().indexed_vectors_count after reopening
     ms: dict[str, list[float]] = field(default_factory=dict)  # query kind -> latencies
     recall: dict[str, float] = field(default_factory=dict)  # dense / filtered -> recall@10
 
@@ -366,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 runs.append(run)
                 print(
                     f"N={n} {engine}: upsert {run.upsert_s:.1f} s, open {run.open_s:.2f} s, "
-                    f"close {run.close_s:.2f} s, HNSW-indexed vectors {run.indexed}, "
+                    f"close {run.close_s:.2f} s, indexed_vectors_count {run.indexed}, "
                     f"dense p50 {run.pct('dense', 50):.2f} ms",
                     flush=True,
                 )
