@@ -77,7 +77,7 @@ BENCHMARKS: tuple[Bench, ...] = (
     Bench(
         "retrieval", ("bench_retrieval.py",), ("--limit", "120"), timeout=900.0, quick_timeout=300.0
     ),
-    Bench("store", ("bench_store.py",), ("--quick",), timeout=1800.0, quick_timeout=300.0),
+    Bench("store", ("bench_store.py",), ("--quick",), quick_timeout=900.0, shares_server=False),
     Bench(
         "llm-fanout",
         ("bench_llm_fanout.py",),
