@@ -25,9 +25,9 @@ from qdrant_client.conversions import common_types as types
 from qdrant_client.http.models import QueryResponse
 
 from flowkit_prefect.blocks import _edge_convert as convert
+from flowkit_prefect.blocks.qdrant import ENGINE_DIR
 from flowkit_prefect.exceptions import ConfigurationError, StoreBusyError
 
-ENGINE_DIR = "edge"
 LOCK_FILE = ".flowkit-edge.lock"
 HNSW_M = 16
 HNSW_EF_CONSTRUCT = 100

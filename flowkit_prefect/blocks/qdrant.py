@@ -38,6 +38,8 @@ _shared_lock = threading.Lock()
 
 
 StoreEngine = Literal["auto", "edge", "local"]
+ENGINE_DIR = "edge"
+"""The in-process engine keeps one shard per collection under ``<folder>/edge/``."""
 LEGACY_MARKER = "meta.json"
 """qdrant-client's local mode keeps its collection list in this file at the folder's root."""
 
@@ -138,8 +140,6 @@ class QdrantStore(Block):
         and nothing of the in-process engine yet (then ``auto`` keeps serving it as it is)."""
         if self.is_server or self.is_memory:
             return False
-        from flowkit_prefect.blocks.edge_engine import ENGINE_DIR
-
         path = self.local_path()
         return bool(legacy_collections(path)) and not (path / ENGINE_DIR).exists()
 

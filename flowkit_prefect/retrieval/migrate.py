@@ -16,8 +16,8 @@ from pathlib import Path
 from qdrant_client import QdrantClient
 from qdrant_client.client_base import QdrantBase
 
-from flowkit_prefect.blocks.edge_engine import ENGINE_DIR, EdgeQdrant
-from flowkit_prefect.blocks.qdrant import LEGACY_MARKER, legacy_collections
+from flowkit_prefect.blocks.edge_engine import EdgeQdrant
+from flowkit_prefect.blocks.qdrant import ENGINE_DIR, LEGACY_MARKER, legacy_collections
 from flowkit_prefect.exceptions import ConfigurationError, StoreBusyError
 from flowkit_prefect.retrieval import transfer
 
