@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from flowkit_prefect import QdrantStore, _stack
+from flowkit_prefect.exceptions import StoreBusyError
 from tests.fault_proxy import FAULTS, fault_proxy
 from tests.helpers import free_port, llama_server
 
@@ -301,7 +302,7 @@ def _point_ids(root: Path, collection: str) -> list[str]:
         try:
             client = QdrantStore(location=str(root / "data" / "qdrant")).get_client()
             break
-        except RuntimeError:
+        except StoreBusyError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)

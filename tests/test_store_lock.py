@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -85,6 +86,24 @@ def test_opening_a_busy_folder_directly_says_what_to_do(tmp_path: Path, folder_e
     finally:
         other.close()
     store.get_client().close()  # released
+
+
+def test_a_session_waits_out_a_file_lock_that_is_being_released(
+    harness: str, tmp_path: Path
+) -> None:
+    """A holder killed a moment ago keeps the folder's file lock until the kernel has torn it
+    down; the next run's session waits those seconds instead of failing (CI saw it fail)."""
+    store = QdrantStore(location=str(tmp_path / "qdrant"))
+    dying = store.get_client()  # outside any session: only the file lock, as a killed run leaves
+    releaser = threading.Timer(1.0, dying.close)
+    releaser.start()
+    try:
+        started = time.monotonic()
+        with store.session() as client:
+            client.get_collections()
+        assert 0.8 < time.monotonic() - started < 10
+    finally:
+        releaser.join()
 
 
 KILLED_HOLDER = textwrap.dedent(

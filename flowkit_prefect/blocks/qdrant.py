@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ class _Shared:
 
 _shared: dict[str, _Shared] = {}
 _shared_lock = threading.Lock()
+_RELEASE_GRACE_SECONDS = 15.0  # how long a just-killed holder may take to let go of the folder
 
 
 StoreEngine = Literal["auto", "edge", "local"]
@@ -234,6 +236,18 @@ class QdrantStore(Block):
             self.lock_lease_seconds,
         )
 
+    def _client_when_released(self) -> QdrantBase:
+        """``get_client()`` for a folder whose run lock we hold, retried for a few seconds: a
+        holder killed a moment ago keeps its file lock until the kernel has torn it down."""
+        deadline = time.monotonic() + _RELEASE_GRACE_SECONDS
+        while True:
+            try:
+                return self.get_client()
+            except StoreBusyError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
+
     @contextlib.contextmanager
     def session(self) -> Iterator[QdrantBase]:
         """A client for the duration of a ``with`` block, shared by the tasks of this process.
@@ -250,7 +264,9 @@ class QdrantStore(Block):
                 try:
                     if not self.is_server and not self.is_memory:
                         self._acquire_folder_lock(stack)
-                    shared.client = self.get_client()
+                        shared.client = self._client_when_released()
+                    else:
+                        shared.client = self.get_client()
                 except BaseException:
                     stack.close()
                     raise
