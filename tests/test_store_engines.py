@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,43 @@ def test_a_snapshot_moves_a_collection_between_engines(tmp_path: Path) -> None:
     (tmp_path / "junk.gz").write_bytes(b"not a snapshot")
     bad = cli("restore", str(tmp_path / "junk.gz"), "--location", str(folder))
     assert bad.returncode == 1 and "not a flowkit snapshot" in bad.stderr
+
+
+def test_a_collection_above_the_threshold_is_searched_through_its_graph(tmp_path: Path) -> None:
+    """7,000 clustered 384-d points (above the ~6,500 indexing threshold): closing the writer
+    builds the HNSW graph, and after a reopen searches through it find what exact search finds."""
+    import numpy as np
+
+    rng = np.random.default_rng(14)
+    centres = rng.normal(size=(70, 384))
+    points = centres[rng.integers(0, 70, 7000)] + rng.normal(scale=0.35, size=(7000, 384))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    chunks = [
+        Chunk(chunk_id=str(uuid.UUID(int=i + 1)), source=f"s{i % 5}.md", chunk_index=i,
+              text=f"point {i}", doc_hash="h")
+        for i in range(len(points))
+    ]  # fmt: skip
+    store = QdrantStore(location=str(tmp_path / "store"))
+    client = store.get_client()
+    qdrant_ops.ensure_collection(client, "big", 384, payload_indexes=store.index_fields())
+    for first in range(0, len(chunks), 1000):
+        batch = slice(first, first + 1000)
+        qdrant_ops.upsert_chunks(client, "big", chunks[batch], points[batch].tolist(), "t")
+    before = client.get_collection("big").indexed_vectors_count or 0  # BM25's only: dense is exact
+    client.close()
+
+    client = store.get_client()
+    try:
+        assert (client.get_collection("big").indexed_vectors_count or 0) >= before + len(points)
+        queries = points[rng.integers(0, len(points), 40)] + rng.normal(scale=0.2, size=(40, 384))
+        exact = np.argsort(-(points @ queries.T), axis=0)[:10].T
+        found = [
+            [int(uuid.UUID(str(p.id))) - 1 for p in client.query_points(
+                "big", query=q.tolist(), using=qdrant_ops.DENSE_VECTOR, limit=10
+            ).points]
+            for q in queries
+        ]  # fmt: skip
+        recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)])
+        assert recall >= 0.95, recall
+    finally:
+        client.close()

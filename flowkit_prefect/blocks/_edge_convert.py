@@ -256,7 +256,7 @@ def with_vectors(value: Any) -> Any:
 
 def sparse(value: models.SparseVector) -> edge.SparseVector:
     """An edge sparse vector."""
-    return edge.SparseVector(list(value.indices), [float(v) for v in value.values])
+    return edge.SparseVector(value.indices, value.values)  # the engine reads any real numbers
 
 
 def vector(value: Any) -> Any:
@@ -265,10 +265,12 @@ def vector(value: Any) -> Any:
         return {name: vector(v) for name, v in value.items()}
     if isinstance(value, models.SparseVector):
         return sparse(value)
+    if isinstance(value, list):
+        return value  # as is: the engine reads any real numbers; a copy cost more than the write
     if hasattr(value, "tolist"):
-        value = value.tolist()
+        return value.tolist()
     if isinstance(value, Sequence):
-        return [float(v) for v in value]
+        return list(value)
     raise unsupported(value)
 
 

@@ -29,8 +29,12 @@ from flowkit_prefect.blocks.qdrant import ENGINE_DIR
 from flowkit_prefect.exceptions import ConfigurationError, StoreBusyError
 
 LOCK_FILE = ".flowkit-edge.lock"
-HNSW_M = 16
-HNSW_EF_CONSTRUCT = 100
+HNSW_M = 32
+HNSW_EF_CONSTRUCT = 256
+"""The graph's links per point and build beam; a search's beam defaults to the build's. Measured
+at 200,000 384-d points with clusters of near-duplicates (bench_store.py): recall@10 0.977 and
+a 75 s build, against 0.761 and 28 s with Qdrant's defaults (16, 100), whose recall a wider
+search beam lifts only to 0.91."""
 INDEXING_THRESHOLD_KB = 10_000
 """Segments above ~10 MB of vectors (about 6,500 384-d points) get an HNSW index; smaller
 ones are searched exactly, which is faster than a graph at that size."""
