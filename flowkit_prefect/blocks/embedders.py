@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,12 @@ class EmbedderBlock(Block, ABC):
     @abstractmethod
     def model_label(self) -> str:
         """The model's name, stored with every collection built from it."""
+
+    @property
+    def concurrent_batches(self) -> int:
+        """Batches worth embedding at once in one process: a remote provider is bound by its
+        latency, so a few requests overlap."""
+        return 4
 
     def dimension(self) -> int:
         """Size of the vectors; measured by embedding one word when the block cannot know it."""
@@ -60,6 +67,14 @@ class LocalEmbedder(EmbedderBlock):
     @property
     def model_label(self) -> str:
         return "all-MiniLM-L6-v2 (int8 ONNX)"
+
+    @property
+    def concurrent_batches(self) -> int:
+        """One batch at a time unless ``threads`` leaves cores free: ONNX Runtime already spreads
+        a batch over every core, and more batches at once only make its threads compete."""
+        if self.threads is None:
+            return 1
+        return max(1, (os.cpu_count() or 1) // self.threads)
 
     def dimension(self) -> int:
         from flowkit_prefect.models.local_embeddings import MINILM_DIMENSION

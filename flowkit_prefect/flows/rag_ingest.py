@@ -14,9 +14,11 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import opaque
 from pydantic import Field
 
@@ -225,8 +227,16 @@ def rag_ingest(
 
 
 EMBED_BATCHES_IN_FLIGHT = 4
-"""Embedding batches submitted ahead of the upserts: enough to keep a few task-runner workers
-busy while the flow process writes the finished ones, few enough to bound memory."""
+"""Embedding batches submitted ahead of the upserts on a distributed task runner (Dask, Ray):
+enough to keep a few workers busy while the flow process writes the finished ones, few enough
+to bound memory. On the default thread-pool runner the embedder block says how many pay."""
+
+
+def _batches_in_flight(embedder: EmbedderBlock) -> int:
+    runner = getattr(FlowRunContext.get(), "task_runner", None)
+    if runner is None or isinstance(runner, ThreadPoolTaskRunner):  # in this process
+        return embedder.concurrent_batches
+    return EMBED_BATCHES_IN_FLIGHT
 
 
 def _embed_and_write(
@@ -243,13 +253,12 @@ def _embed_and_write(
     batches = [chunks[start : start + batch_size] for start in range(0, len(chunks), batch_size)]
     in_flight: deque[tuple[list[Chunk], PrefectFuture[list[list[float]]]]] = deque()
     written = 0
+    ahead = _batches_in_flight(embedder)
     for position, batch in enumerate(batches):
         texts = [chunk.indexed_text for chunk in batch]
         named = embed_chunks.with_options(task_run_name=f"embed-chunks [{position + 1}]")
         in_flight.append((batch, named.submit(embedder, texts)))
-        while in_flight and (
-            len(in_flight) >= EMBED_BATCHES_IN_FLIGHT or position == len(batches) - 1
-        ):
+        while in_flight and (len(in_flight) >= ahead or position == len(batches) - 1):
             done, future = in_flight.popleft()
             written += upsert_chunks(
                 store, collection, _opaque(done), _opaque(future.result()), scope
