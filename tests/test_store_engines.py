@@ -60,6 +60,9 @@ def test_the_store_operations_on_the_in_process_engine(tmp_path: Path) -> None:
         qdrant_ops.upsert_chunks(client, "docs", _chunks(), _vectors(), "t")
         schema = client.get_collection("docs").payload_schema
         assert set(schema) == {"source", "scope", "metadata.lang"}
+        qdrant_ops.ensure_collection(client, "docs", 8, payload_indexes=["metadata.kind"])
+        schema = client.get_collection("docs").payload_schema  # an existing collection gains it
+        assert set(schema) == {"source", "scope", "metadata.lang", "metadata.kind"}
         assert qdrant_ops.has_sparse(client, "docs")
         [dense] = qdrant_ops.search(client, "docs", _vectors()[2], top_k=1)
         assert dense.text == TEXTS[2] and dense.similarity == pytest.approx(1.0)

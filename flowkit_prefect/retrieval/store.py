@@ -53,12 +53,13 @@ def ensure_collection(
         client.delete_collection(collection)
         exists = False
     if exists:
-        vectors = client.get_collection(collection).config.params.vectors
+        info = client.get_collection(collection)
+        vectors = info.config.params.vectors
         params = vectors.get(DENSE_VECTOR) if isinstance(vectors, Mapping) else None
         stored = params.size if params is not None else getattr(vectors, "size", None)
         if params is None or stored != dimension:
             raise CollectionDimensionError(collection, stored, dimension)
-        _add_indexes(client, collection, payload_indexes)
+        _add_indexes(client, collection, payload_indexes, info.payload_schema or {})
         return False
     client.create_collection(
         collection,
@@ -69,14 +70,14 @@ def ensure_collection(
             SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
         },
     )
-    _add_indexes(client, collection, payload_indexes)
+    _add_indexes(client, collection, payload_indexes, {})
     return True
 
 
-def _add_indexes(client: QdrantBase, collection: str, fields: Sequence[str]) -> None:
-    if not fields:
-        return
-    present = client.get_collection(collection).payload_schema or {}
+def _add_indexes(
+    client: QdrantBase, collection: str, fields: Sequence[str], present: Mapping[str, Any]
+) -> None:
+    """Keyword indexes on ``fields`` that the collection's ``present`` schema lacks."""
     for field in fields:
         if field not in present:
             client.create_payload_index(collection, field, models.PayloadSchemaType.KEYWORD)
