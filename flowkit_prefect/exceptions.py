@@ -18,6 +18,7 @@ LangChain, Great Expectations, pandas) are translated at one boundary with ``rai
     ├── DataReadError               a dataset is missing, empty, malformed or of unknown type
     ├── ExpectationRunError         GX could not evaluate an expectation (often a wrong dtype)
     ├── ValidationFailedError       a validation checkpoint failed by its policy
+    │   └── DataAnomalyError        a data-quality monitor flagged the batch against its history
     └── SchemaDriftError            the data's columns or dtypes left the schema snapshot
 """
 
@@ -122,6 +123,11 @@ class ValidationFailedError(FlowkitError):
 
     def __reduce__(self) -> tuple[type, tuple[str, Any]]:
         return type(self), (str(self), self.result)
+
+
+class DataAnomalyError(ValidationFailedError):
+    """An error-severity data-quality monitor flagged the batch (a volume drop, a null-rate
+    jump, a shifted distribution, stale data); ``result.anomalies`` lists what it saw."""
 
 
 class SchemaDriftError(FlowkitError):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from prefect import get_client
 from prefect.artifacts import Artifact
 
 from flowkit_prefect.exceptions import DataReadError, SchemaDriftError, ValidationFailedError
@@ -14,6 +17,7 @@ from flowkit_prefect.flows.validated_pipeline import validated_pipeline
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "deployments" / "sample-data" / "orders.csv"
 SUITE = REPO / "deployments" / "suites" / "orders.json"
+DROP = REPO / "deployments" / "sample-data" / "orders-drop.csv"
 
 
 def test_demo_data_is_split_and_nothing_is_lost(harness: str, tmp_path: Path) -> None:
@@ -83,3 +87,34 @@ def test_schema_drift_is_reported_and_can_stop_the_run(harness: str, tmp_path: P
     assert warned.input_rows == 200
     with pytest.raises(SchemaDriftError, match="status"):
         validated_pipeline(input_path=str(drifted), drift_policy="fail", **common)
+
+
+def test_a_planted_volume_drop_on_the_second_run_raises_an_anomaly(
+    harness: str, tmp_path: Path
+) -> None:
+    """The shipped suite's volume monitor: the demo data, then its first 40 rows as the same
+    dataset (deployments/sample-data/orders-drop.csv): the run fails before writing anything."""
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    from flowkit_prefect.exceptions import DataAnomalyError
+
+    dataset = f"orders-{uuid.uuid4().hex[:8]}"
+    common = {"suite": str(SUITE), "schema_snapshot": None, "dataset": dataset}
+    first = validated_pipeline(input_path=str(DATA), output_dir=str(tmp_path / "1"), **common)
+    assert first.valid_rows == 195
+    with pytest.raises(DataAnomalyError, match=r"volume: 40 rows against a median of 200"):
+        validated_pipeline(input_path=str(DROP), output_dir=str(tmp_path / "2"), **common)
+    assert not (tmp_path / "2").exists()
+
+    flt = EventFilter(
+        event=EventNameFilter(name=["flowkit.validation.anomaly"]),
+        resource=EventResourceFilter(id=[f"flowkit.checkpoint.{dataset}"]),
+    )
+    deadline = time.monotonic() + 20
+    with get_client(sync_client=True) as client:
+        while not (events := client.read_events(filter=flt, limit=5).events):
+            assert time.monotonic() < deadline, "no flowkit.validation.anomaly event"
+            time.sleep(0.5)
+    assert events[0].payload["monitors"] == ["volume"] and events[0].payload["rows"] == 40
+    trend = Artifact.get(f"validation-{dataset}-trend")
+    assert trend is not None and "ANOMALY volume" in str(trend.data)

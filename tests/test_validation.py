@@ -485,7 +485,7 @@ def test_checkpoint_in_a_flow_publishes_artifacts_and_an_event(
     assert summary is not None and summary.type == "markdown"
     assert "QUARANTINED 2 rows" in summary.data and "| 6 | 4 | 2 |" in summary.data
 
-    events = _read_events("flowkit.validation.failed", f"flowkit.checkpoint.{slug}")
+    events = _read_events("flowkit.validation.quarantined", f"flowkit.checkpoint.{slug}")
     assert len(events) == 1
     assert events[0].payload == {
         "rows": 6,

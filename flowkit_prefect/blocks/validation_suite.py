@@ -154,6 +154,16 @@ class ValidationSuite(Block):
         ),
     )
 
+    monitors: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "Data-quality monitors over the dataset's recent runs, e.g. "
+            '{"volume": {"min_change": 0.3}, "null_rate": {"max_increase": 0.1, "severity": '
+            '"warning"}, "freshness": {"column": "created_at", "max_age": "24h"}}. Overrides the '
+            "suite's meta.monitors."
+        ),
+    )
+
     @field_validator("suite")
     @classmethod
     def _suite_is_valid(cls, value: dict[str, Any]) -> dict[str, Any]:

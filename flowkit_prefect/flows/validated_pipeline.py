@@ -61,6 +61,7 @@ def validated_pipeline(
     policy: Literal["fail", "quarantine", "warn"] = "quarantine",
     schema_snapshot: str | None = "./.flowkit/validated/orders.schema.json",
     drift_policy: Literal["warn", "fail"] = "warn",
+    dataset: str | None = None,
 ) -> PipelineReport:
     """Read a dataset, run the checkpoint, write valid and quarantined rows, report.
 
@@ -74,12 +75,15 @@ def validated_pipeline(
         schema_snapshot: JSON file of the expected columns and types (written on the first run);
             empty to skip the schema-drift check.
         drift_policy: What schema drift does: 'warn' reports it, 'fail' stops the run.
+        dataset: The dataset's name: its checkpoint, artifacts and the metric history the
+            suite's monitors compare against (default: the file's name without suffix). Give
+            each day's file of one dataset the same name.
     """
     source = Path(input_path)
     result = validate_file(
         source,
         suite,
-        name=source.stem,
+        name=dataset or source.stem,
         policy=policy,
         schema_snapshot=schema_snapshot or None,
         drift_policy=drift_policy,

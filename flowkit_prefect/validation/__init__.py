@@ -2,6 +2,7 @@
 quarantine bad ones, and stop a run with a clear report when the data is wrong."""
 
 from flowkit_prefect.exceptions import (
+    DataAnomalyError,
     DataReadError,
     ExpectationRunError,
     SchemaDriftError,
@@ -10,6 +11,14 @@ from flowkit_prefect.exceptions import (
 )
 from flowkit_prefect.validation.checkpoint import run_checkpoint, validate_dataframe, validate_file
 from flowkit_prefect.validation.drafting import SuiteDraft, draft_suite
+from flowkit_prefect.validation.metrics import DatasetMetrics, measure
+from flowkit_prefect.validation.monitors import (
+    DistributionMonitor,
+    FreshnessMonitor,
+    MonitorConfig,
+    NullRateMonitor,
+    VolumeMonitor,
+)
 from flowkit_prefect.validation.readers import read_dataset
 from flowkit_prefect.validation.results import (
     FAILED_COLUMN,
@@ -17,6 +26,7 @@ from flowkit_prefect.validation.results import (
     CheckpointSummary,
     DriftPolicy,
     ExpectationRow,
+    MonitorResult,
     Policy,
     SchemaDrift,
     Severity,
@@ -27,10 +37,17 @@ __all__ = [
     "FAILED_COLUMN",
     "CheckpointResult",
     "CheckpointSummary",
+    "DataAnomalyError",
     "DataReadError",
+    "DatasetMetrics",
+    "DistributionMonitor",
     "DriftPolicy",
     "ExpectationRow",
     "ExpectationRunError",
+    "FreshnessMonitor",
+    "MonitorConfig",
+    "MonitorResult",
+    "NullRateMonitor",
     "Policy",
     "SchemaDrift",
     "SchemaDriftError",
@@ -40,8 +57,10 @@ __all__ = [
     "SuiteSource",
     "ValidationFailedError",
     "ValidationSuite",
+    "VolumeMonitor",
     "draft_suite",
     "load_suite",
+    "measure",
     "read_dataset",
     "run_checkpoint",
     "validate_dataframe",

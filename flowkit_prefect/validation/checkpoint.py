@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -39,13 +40,16 @@ from prefect.logging import get_logger, get_run_logger
 
 from flowkit_prefect.exceptions import (
     ConfigurationError,
+    DataAnomalyError,
     DataReadError,
     SchemaDriftError,
     ValidationFailedError,
 )
-from flowkit_prefect.validation import report
+from flowkit_prefect.validation import history, report
 from flowkit_prefect.validation.drift import compare, read_snapshot, schema_of, write_snapshot
 from flowkit_prefect.validation.engine import interpret, run_suite
+from flowkit_prefect.validation.metrics import measure
+from flowkit_prefect.validation.monitors import MonitorConfig, evaluate
 from flowkit_prefect.validation.quarantine import apply_split, plan_split
 from flowkit_prefect.validation.readers import read_dataset
 from flowkit_prefect.validation.results import (
@@ -54,6 +58,7 @@ from flowkit_prefect.validation.results import (
     CheckpointSummary,
     DriftPolicy,
     ExpectationRow,
+    MonitorResult,
     Policy,
     SchemaDrift,
 )
@@ -72,15 +77,21 @@ def run_checkpoint(
     schema_snapshot: str | Path | None = None,
     drift_policy: DriftPolicy = "warn",
     data_docs_dir: str | Path | None = None,
+    monitors: MonitorConfig | Mapping[str, Any] | None = None,
     publish: bool = True,
 ) -> CheckpointResult:
     """The checkpoint itself, without the task wrapper (``validate_dataframe`` calls this).
 
-    ``publish=False`` skips artifacts and the event, for use outside a Prefect run.
+    ``monitors`` (else the suite's ``meta.monitors``) compares the batch with the dataset's
+    metric history on the Prefect server. ``publish=False`` skips artifacts, events and the
+    history, for use outside a Prefect run.
     """
     logger = _logger()
     _check_arguments(data, policy, drift_policy)
     gx_suite = load_suite(suite)
+    config = MonitorConfig.parse(
+        monitors if monitors is not None else (gx_suite.meta or {}).get("monitors")
+    )
     snapshot = read_snapshot(schema_snapshot) if schema_snapshot is not None else None
     check_columns(gx_suite, data.columns, snapshot)
 
@@ -115,18 +126,21 @@ def run_checkpoint(
     )
     if data_docs_dir is not None:
         summary.data_docs = _data_docs(run, data_docs_dir, name, logger)
+    if config is not None:
+        summary.monitors = _monitor(data, name, config, publish)
 
     failed_by_policy = bool(errors) and (policy == "fail" or bool(table_errors))
     failed_by_drift = drift is not None and drift.drifted and drift_policy == "fail"
-    verdict = _verdict(summary, failed_by_policy, failed_by_drift)
+    anomalies = [result for result in summary.anomalies if result.severity == "error"]
+    verdict = _verdict(summary, failed_by_policy, failed_by_drift, anomalies)
     # Copy the rows on a worker thread while this one (which holds the run context) reports:
     # the report needs only counts, and the copy and the API calls overlap.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowkit-split") as pool:
         frames = pool.submit(apply_split, data, plan)
         _log(logger, summary, verdict, schema_snapshot)
         if publish:
-            passed = summary.success and not failed_by_drift
-            report.publish(summary, passed=passed, verdict=verdict)
+            failed = failed_by_policy or failed_by_drift or bool(anomalies)
+            report.publish(summary, failed=failed, verdict=verdict)
         valid, quarantined = frames.result()
     result = CheckpointResult(**dict(summary), valid=valid, quarantined=quarantined)
 
@@ -134,6 +148,8 @@ def run_checkpoint(
         raise ValidationFailedError(_failure_message(summary, table_errors), result)
     if failed_by_drift and drift is not None:
         raise SchemaDriftError(_drift_message(name, drift, schema_snapshot), drift, result)
+    if anomalies:
+        raise DataAnomalyError(_anomaly_message(name, anomalies), result)
     if schema_snapshot is not None and snapshot is None:
         write_snapshot(schema_snapshot, schema)
         logger.info("Checkpoint %r recorded the schema snapshot %s", name, schema_snapshot)
@@ -155,13 +171,15 @@ def validate_dataframe(
     schema_snapshot: str | Path | None = None,
     drift_policy: DriftPolicy = "warn",
     data_docs_dir: str | Path | None = None,
+    monitors: MonitorConfig | Mapping[str, Any] | None = None,
 ) -> CheckpointResult:
     """Validate a DataFrame against a suite and split it into valid and quarantined rows.
 
     ``suite``: a ``ValidationSuite`` block, a ``"flowkit-validation-suite/<name>"`` reference, a
     suite JSON file, a dict or a ``gx.ExpectationSuite``. Publishes the ``validation-<name>``
-    table and ``validation-<name>-summary`` markdown artifacts and a ``flowkit.validation.*``
-    event. Results are not persisted or cached: the frames can be large.
+    table and ``validation-<name>-summary`` markdown artifacts and ``flowkit.validation.*``
+    events; with ``monitors`` (or a suite's ``meta.monitors``) also the metric record and the
+    ``validation-<name>-trend`` table. Results are not persisted or cached: frames can be large.
     """
     return run_checkpoint(
         data,
@@ -171,6 +189,7 @@ def validate_dataframe(
         schema_snapshot=schema_snapshot,
         drift_policy=drift_policy,
         data_docs_dir=data_docs_dir,
+        monitors=monitors,
     )
 
 
@@ -189,6 +208,7 @@ def validate_file(
     schema_snapshot: str | Path | None = None,
     drift_policy: DriftPolicy = "warn",
     data_docs_dir: str | Path | None = None,
+    monitors: MonitorConfig | Mapping[str, Any] | None = None,
 ) -> CheckpointResult:
     """``read_dataset(path)`` (CSV, Parquet, JSON lines), then the ``validate_dataframe`` checks."""
     return run_checkpoint(
@@ -199,6 +219,7 @@ def validate_file(
         schema_snapshot=schema_snapshot,
         drift_policy=drift_policy,
         data_docs_dir=data_docs_dir,
+        monitors=monitors,
     )
 
 
@@ -260,12 +281,43 @@ def _drift_message(name: str, drift: SchemaDrift, snapshot: str | Path | None) -
     )
 
 
-def _verdict(summary: CheckpointSummary, failed_by_policy: bool, failed_by_drift: bool) -> str:
+def _monitor(
+    data: pd.DataFrame, name: str, config: MonitorConfig, publish: bool
+) -> list[MonitorResult]:
+    """Measure the batch, judge it against the history, append it to the history."""
+    metrics = measure(data, config.timestamp_column)
+    past = history.read_history(name, config.history) if publish else []
+    results = evaluate(config, metrics, past)
+    metrics.anomalies = [result.label for result in results if result.anomalous]
+    if publish:
+        history.record(name, metrics)
+        history.publish_trend(name, config, metrics, past, results)
+    return results
+
+
+def _anomaly_message(name: str, anomalies: list[MonitorResult]) -> str:
+    seen = "; ".join(f"{result.label}: {result.detail}" for result in anomalies)
+    return (
+        f"Checkpoint {name!r}: the batch does not look like the dataset's recent runs ({seen}). "
+        f"See the trend artifact '{history.trend_key(name)}'. Fix the upstream step if the data "
+        "is wrong; if the change is real, rerun with the monitor's severity set to 'warning' "
+        "(the history adapts as new runs enter it) or widen its threshold."
+    )
+
+
+def _verdict(
+    summary: CheckpointSummary,
+    failed_by_policy: bool,
+    failed_by_drift: bool,
+    anomalies: list[MonitorResult],
+) -> str:
     """One phrase for logs, artifact descriptions and the summary heading."""
     if failed_by_policy:
         return "FAILED"
     if failed_by_drift:
         return "FAILED (schema drift)"
+    if anomalies:
+        return f"FAILED (anomaly: {', '.join(result.label for result in anomalies)})"
     held = summary.quarantined_rows
     if summary.errors and summary.policy == "warn":
         return f"PASSED WITH ERRORS ({summary.errors} failed; policy warn keeps every row)"
@@ -285,7 +337,8 @@ def _log(
 ) -> None:
     failed = summary.failed()
     drift = summary.drift
-    level = logging.WARNING if failed or (drift and drift.drifted) else logging.INFO
+    drifted = drift is not None and drift.drifted
+    level = logging.WARNING if failed or drifted or summary.anomalies else logging.INFO
     logger.log(
         level,
         "Checkpoint %r %s: %d rows in, %d valid, %d quarantined",
@@ -297,6 +350,14 @@ def _log(
     )
     for row in failed:
         logger.warning("Checkpoint %r: %s", summary.name, report.describe_failure(row))
+    for result in summary.anomalies:
+        logger.warning(
+            "Checkpoint %r: anomaly [%s] %s: %s",
+            summary.name,
+            result.severity,
+            result.label,
+            result.detail,
+        )
     if drift is not None and drift.drifted:
         logger.warning(
             "Checkpoint %r: schema drift against %s: %s", summary.name, snapshot, drift.describe()

@@ -1,7 +1,8 @@
-"""Publish a checkpoint's outcome: a table and a markdown artifact, and one Prefect event.
+"""Publish a checkpoint's outcome: a table and a markdown artifact, and Prefect events.
 
-The event carries counts only (rows, valid, quarantined, errors, warnings): never data values,
-so automations can react to it without the event store holding customer data.
+One event per run by outcome (``flowkit.validation.passed``, ``.quarantined``, ``.failed``) and
+``flowkit.validation.anomaly`` when a monitor flagged the batch. Events carry counts and names
+only, never data values, so automations can react without the event store holding customer data.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 from flowkit_prefect.validation.results import CheckpointSummary, ExpectationRow
 
 EVENT_PASSED = "flowkit.validation.passed"
+EVENT_QUARANTINED = "flowkit.validation.quarantined"
 EVENT_FAILED = "flowkit.validation.failed"
+EVENT_ANOMALY = "flowkit.validation.anomaly"
 _OBSERVED_CHARS = 200
 
 
@@ -37,8 +40,8 @@ def resource_id(name: str) -> str:
     return f"flowkit.checkpoint.{slugify(name)}"
 
 
-def publish(result: CheckpointSummary, *, passed: bool, verdict: str) -> None:
-    """Create both artifacts and emit ``flowkit.validation.passed`` / ``.failed``."""
+def publish(result: CheckpointSummary, *, failed: bool, verdict: str) -> None:
+    """Create both artifacts and emit the outcome's event (and the anomaly event)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     create_table_artifact(
@@ -51,22 +54,43 @@ def publish(result: CheckpointSummary, *, passed: bool, verdict: str) -> None:
         key=summary_key(result.name),
         description=f"Checkpoint {result.name!r}: {verdict}",
     )
-    emit(result, passed=passed)
+    emit(result, failed=failed)
 
 
-def emit(result: CheckpointSummary, *, passed: bool) -> None:
-    """The checkpoint's event; Prefect relates it to the current flow and task run."""
+def outcome_event(result: CheckpointSummary, *, failed: bool) -> str:
+    """``.failed`` when the checkpoint stopped the run or kept rows that failed errors (policy
+    warn); ``.quarantined`` when it set rows aside and the run goes on; else ``.passed``."""
+    if failed:
+        return EVENT_FAILED
+    if result.quarantined_rows:
+        return EVENT_QUARANTINED
+    return EVENT_FAILED if result.errors else EVENT_PASSED
+
+
+def emit(result: CheckpointSummary, *, failed: bool) -> None:
+    """The checkpoint's events; Prefect relates them to the current flow and task run."""
     from prefect.events import emit_event
 
+    resource = {
+        "prefect.resource.id": resource_id(result.name),
+        "prefect.resource.name": result.name,
+        "flowkit.policy": result.policy,
+    }
     emit_event(
-        EVENT_PASSED if passed else EVENT_FAILED,
-        resource={
-            "prefect.resource.id": resource_id(result.name),
-            "prefect.resource.name": result.name,
-            "flowkit.policy": result.policy,
-        },
-        payload=event_payload(result),
+        outcome_event(result, failed=failed), resource=resource, payload=event_payload(result)
     )
+    anomalies = result.anomalies
+    if anomalies:
+        emit_event(
+            EVENT_ANOMALY,
+            resource=resource,
+            payload={
+                "rows": result.input_rows,
+                "anomalies": len(anomalies),
+                "monitors": [anomaly.label for anomaly in anomalies],
+                "errors": sum(anomaly.severity == "error" for anomaly in anomalies),
+            },
+        )
 
 
 def event_payload(result: CheckpointSummary) -> dict[str, int]:
@@ -114,6 +138,13 @@ def summary_markdown(result: CheckpointSummary, verdict: str) -> str:
         lines.append("")
     if result.drift is not None:
         lines += ["## Schema drift", "", result.drift.describe(), ""]
+    if result.monitors:
+        lines += ["## Monitors (against the recent runs)", "", "| monitor | severity | status |"]
+        lines += ["|---|---|---|"]
+        for monitor in result.monitors:
+            status = f"**{monitor.status.upper()}**" if monitor.anomalous else monitor.status
+            lines.append(f"| {monitor.label} | {monitor.severity} | {status}: {monitor.detail} |")
+        lines.append("")
     if result.data_docs:
         lines += ["## Data Docs", "", f"[{result.data_docs}](file://{result.data_docs})", ""]
     lines.append(f"Per-expectation table: artifact `{table_key(result.name)}`.")

@@ -71,6 +71,28 @@ class SchemaDrift(BaseModel):
         return "; ".join(parts)
 
 
+class MonitorResult(BaseModel):
+    """One monitor's judgement of one batch (of one column, for per-column monitors)."""
+
+    monitor: str = Field(description="volume, null_rate, distribution or freshness.")
+    column: str | None = None
+    severity: Severity
+    status: Literal["ok", "anomaly", "no history"]
+    detail: str
+    observed: float | None = Field(default=None, description="The batch's value.")
+    baseline: float | None = Field(default=None, description="The history's median, or limit.")
+
+    @property
+    def anomalous(self) -> bool:
+        """True when the batch does not look like the history."""
+        return self.status == "anomaly"
+
+    @property
+    def label(self) -> str:
+        """``monitor(column)`` or ``monitor``."""
+        return f"{self.monitor}({self.column})" if self.column else self.monitor
+
+
 class CheckpointSummary(BaseModel):
     """A checkpoint's outcome without the rows: small and JSON-serializable (for flow results,
     artifacts and events)."""
@@ -86,6 +108,14 @@ class CheckpointSummary(BaseModel):
     warnings: int = Field(description="Failed warning-severity expectations.")
     drift: SchemaDrift | None = None
     data_docs: str | None = Field(default=None, description="Path of the Data Docs index.html.")
+    monitors: list[MonitorResult] = Field(
+        default_factory=list, description="The data-quality monitors' verdicts on this batch."
+    )
+
+    @property
+    def anomalies(self) -> list[MonitorResult]:
+        """The monitors that flagged this batch."""
+        return [result for result in self.monitors if result.anomalous]
 
     def failed(self, severity: Severity | None = None) -> list[ExpectationRow]:
         """The failed expectations, optionally of one severity only."""

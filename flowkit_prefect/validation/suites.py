@@ -102,8 +102,11 @@ def _load_block(ref: str) -> gx.ExpectationSuite:
 def _block_suite(block: ValidationSuite, ref: str | None = None) -> gx.ExpectationSuite:
     """The block's suite JSON checked with GX; errors name the block when it has a name."""
     name = block._block_document_name
+    data = block.suite
+    if block.monitors is not None:  # the block's monitors win over the suite JSON's own
+        data = {**data, "meta": {**(data.get("meta") or {}), "monitors": block.monitors}}
     try:
-        return build_suite(block.suite, default_name=name or "suite")
+        return build_suite(data, default_name=name or "suite")
     except SuiteError as exc:
         if ref is None and name is None:
             raise
