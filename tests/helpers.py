@@ -106,3 +106,23 @@ def make_store(engine: str, folder: Path, **fields: Any) -> QdrantStore:
     if engine == "memory":
         return QdrantStore(location=":memory:", **fields)
     return QdrantStore(location=str(folder), engine=engine, **fields)
+
+
+def wait_for_events(
+    name: str, resource_id: str, count: int = 1, timeout: float = 20.0
+) -> list[Any]:
+    """Events ``name`` about ``resource_id`` from the current Prefect API, newest first; waits
+    up to ``timeout`` s for ``count`` of them (events reach the server asynchronously)."""
+    from prefect import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    flt = EventFilter(
+        event=EventNameFilter(name=[name]), resource=EventResourceFilter(id=[resource_id])
+    )
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            events = client.read_events(filter=flt, limit=50).events
+            if len(events) >= count or time.monotonic() > deadline:
+                return events
+            time.sleep(0.5)

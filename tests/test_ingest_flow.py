@@ -254,3 +254,40 @@ def test_the_local_embedder_embeds_one_batch_at_a_time(
     spans = sorted((r.start_time, r.end_time) for r in runs if r.name.startswith("embed-chunks"))
     assert len(spans) == 4 and all(s and e for s, e in spans)
     assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans)), spans
+
+
+def test_an_ingest_materializes_its_collection_as_an_asset_from_its_corpus(
+    corpus: Path, blocks: dict[str, str], collection: str
+) -> None:
+    """Lineage: the materialization event names the collection by a stable URI, carries the
+    run's counts and the embedder, and relates the corpus folder as its upstream asset."""
+    from flowkit_prefect.flows._lineage import collection_asset, corpus_asset
+    from tests.helpers import wait_for_events
+
+    summary = rag_ingest(
+        folder=str(corpus),
+        collection=collection,
+        qdrant_store=blocks["qdrant_store"],
+        embedder=blocks["embedder"],
+    )
+    store = QdrantStore(location=blocks["path"], engine=blocks["engine"])
+    key = collection_asset(store, collection).key
+    assert key == f"qdrant://localhost{Path(blocks['path']).resolve().as_posix()}/{collection}"
+    (event,) = wait_for_events("prefect.asset.materialization.succeeded", key)
+    assert event.payload == {
+        "points": summary.chunks_written,
+        "chunks_written": summary.chunks_written,
+        "chunks_deleted": 0,
+        "documents_ingested": 4,
+        "documents_skipped": 0,
+        "embedder": LocalEmbedder().model_label,
+        "scope": Path(corpus).as_posix(),
+        "store_engine": summary.store_engine,
+    }
+    assert event.resource["prefect.resource.name"] == f"Qdrant collection {collection}"
+    related = {(r.id, r.role) for r in event.related}
+    corpus_key = corpus_asset(str(corpus), "").key
+    assert (corpus_key, "asset") in related
+    assert ("flowkit-prefect", "asset-materialized-by") in related
+    assert any(role == "flow-run" for _, role in related)
+    assert wait_for_events("prefect.asset.referenced", corpus_key)

@@ -94,15 +94,58 @@ def test_a_failed_step_blocks_its_dependents_and_the_summary_still_runs(harness:
     def run():
         return run_plan(planner, f"goal {uuid.uuid4().hex}", _registry(recorder), step_retries=1)
 
-    result = run()
+    state = run(return_state=True)
+    result = state.result()
     statuses = {s.id: s.status for s in result.plan.steps}
     assert statuses == {"s1": "failed", "s2": "blocked", "s3": "blocked", "s4": "completed"}
+    graphs = _graph_versions(state.state_details.flow_run_id)  # oldest first
+    assert len(graphs) >= 4  # drafted, then before and after each wave
+    assert graphs[0].count(":::not_started") == 4
+    assert ":::in_progress" in graphs[1]
+    final = graphs[-1]
+    assert "```mermaid\nflowchart TD" in final
+    assert 's_s1["s1: do s1<br/><i>failed</i>"]:::failed' in final
+    assert final.count(":::blocked") == 2 and final.count(":::completed") == 1
+    assert "s_s1 --> s_s2" in final and "s_s2 --> s_s3" in final
+    assert "classDef failed fill:#fee4e2" in final
     assert result.plan.step("s1").attempts == 2  # the per-step retry cap
     assert [sid for sid, *_ in recorder.log].count("s1") == 2
     assert "dependency s1" in result.plan.step("s2").error
     assert "dependency s2" in result.plan.step("s3").error
     assert (result.completed, result.failed, result.blocked) == (1, 1, 2)
     assert result.summary == "Partial: s1 failed."
+
+
+def _graph_versions(flow_run_id) -> list[str]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
+
+    flt = ArtifactFilter(
+        key=ArtifactFilterKey(any_=["plan-graph"]),
+        flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+    )
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=flt, limit=50)
+    return [str(a.data) for a in sorted(artifacts, key=lambda a: a.created or 0)]
+
+
+def test_the_plan_graph_is_safe_mermaid_for_any_step_text() -> None:
+    plan = Plan(
+        goal="g",
+        steps=[
+            PlanStep(id="s1", description='say "hi" & <b>bold</b>\nnow `x`', executor="py"),
+            PlanStep(id="s-2", description="x" * 200, executor="py", depends_on=["s1"]),
+        ],
+    )
+    graph = plan.mermaid()
+    assert "s_s1[\"s1: say #quot;hi#quot; #amp; #lt;b#gt;bold#lt;/b#gt; now 'x'" in graph
+    assert "s_s_2[" in graph and "s_s1 --> s_s_2" in graph
+    assert max(len(line) for line in graph.splitlines()) < 140  # long text is cut
+    assert "\n" not in graph.split("<br/>")[0].split('["')[1]
 
 
 @pytest.mark.parametrize(

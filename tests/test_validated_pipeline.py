@@ -118,3 +118,26 @@ def test_a_planted_volume_drop_on_the_second_run_raises_an_anomaly(
     assert events[0].payload["monitors"] == ["volume"] and events[0].payload["rows"] == 40
     trend = Artifact.get(f"validation-{dataset}-trend")
     assert trend is not None and "ANOMALY volume" in str(trend.data)
+
+
+def test_the_outputs_are_assets_made_from_the_input(harness: str, tmp_path: Path) -> None:
+    from tests.helpers import wait_for_events
+
+    out = tmp_path / "out with space"  # not allowed in asset keys: made safe, not an error
+    report = validated_pipeline(
+        input_path=str(DATA), suite=str(SUITE), output_dir=str(out), schema_snapshot=None
+    )
+    valid_key = "file://" + Path(report.valid_path).resolve().as_posix().replace(" ", "-")
+    (event,) = wait_for_events("prefect.asset.materialization.succeeded", valid_key)
+    assert event.payload == {
+        "checkpoint": "orders",
+        "verdict": "quarantined",
+        "input_rows": 200,
+        "rows": 195,
+    }
+    assert (f"file://{DATA.resolve().as_posix()}", "asset") in {
+        (r.id, r.role) for r in event.related
+    }
+    quarantined_key = valid_key.replace("orders.valid.csv", "orders.quarantined.csv")
+    (held,) = wait_for_events("prefect.asset.materialization.succeeded", quarantined_key)
+    assert held.payload["rows"] == 5

@@ -86,6 +86,20 @@ class Plan(BaseModel):
             sorter.done(*wave)
         return waves
 
+    def mermaid(self) -> str:
+        """The plan as a Mermaid flowchart: one box per step, coloured by its status, an arrow
+        from each dependency (Prefect's UI renders ```mermaid blocks in markdown artifacts)."""
+        lines = ["flowchart TD"]
+        for step in self.steps:
+            label = _mermaid_text(f"{step.id}: {step.description}")
+            lines.append(
+                f'    {_node(step.id)}["{label}<br/><i>{step.status}</i>"]:::{step.status}'
+            )
+        for step in self.steps:
+            lines.extend(f"    {_node(dep)} --> {_node(step.id)}" for dep in step.depends_on)
+        lines.extend(f"    classDef {status} {style}" for status, style in _STATUS_STYLE.items())
+        return "\n".join(lines)
+
     def table(self) -> list[dict[str, Any]]:
         """One row per step, for the plan artifact."""
         return [
@@ -101,3 +115,26 @@ class Plan(BaseModel):
             }
             for s in self.steps
         ]
+
+
+_STATUS_STYLE = {
+    "not_started": "fill:#f2f4f7,stroke:#98a2b3,color:#344054",
+    "in_progress": "fill:#fef0c7,stroke:#f79009,color:#7a2e0e",
+    "completed": "fill:#d1fadf,stroke:#12b76a,color:#054f31",
+    "failed": "fill:#fee4e2,stroke:#f04438,color:#7a271a",
+    "blocked": "fill:#eaecf0,stroke:#475467,color:#101828,stroke-dasharray:4 3",
+}
+
+
+def _node(step_id: str) -> str:
+    """A Mermaid node id for a step id (letters, digits and underscores only)."""
+    return "s_" + "".join(c if c.isalnum() else "_" for c in step_id)
+
+
+def _mermaid_text(text: str, limit: int = 60) -> str:
+    """A step's label, safe inside a quoted Mermaid label: one line, no quotes or markup."""
+    flat = " ".join(text.split())
+    flat = flat[: limit - 1] + "…" if len(flat) > limit else flat
+    for char, entity in (("&", "#amp;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;")):
+        flat = flat.replace(char, entity)
+    return flat.replace("`", "'")

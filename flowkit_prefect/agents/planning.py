@@ -3,7 +3,8 @@ tasks in dependency order (independent steps in parallel), and a summary always 
 
 Every step moves not_started → in_progress → completed, or failed, or blocked (a dependency
 failed: set explicitly, never silently skipped). The plan with every status is a table artifact
-(``plan-status``) re-published at each change, and the flow's result.
+(``plan-status``) and a Mermaid graph (``plan-graph``), both re-published at each change, and
+the flow's result.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from flowkit_prefect.exceptions import FlowkitError, PlanError
 from flowkit_prefect.llm import invoke_llm
 
 PLAN_ARTIFACT_KEY = "plan-status"
+PLAN_GRAPH_ARTIFACT_KEY = "plan-graph"
 PLANNER_SYSTEM = """You are a planner. Break the goal into a few concrete steps.
 Steps are numbered 1, 2, 3 in order. Each step has a description of what it must produce, the
 executor that runs it, and depends_on: the numbers of earlier steps whose results it needs
@@ -209,11 +211,18 @@ def review_plan(plan: Plan, registry: ExecutorRegistry, max_steps: int) -> Plan:
 
 
 def _publish(plan: Plan) -> None:
+    """The ``plan-status`` table and the ``plan-graph`` Mermaid picture, at each change."""
     done = sum(s.status in ("completed", "failed", "blocked") for s in plan.steps)
+    progress = f"{done}/{len(plan.steps)} steps finished"
     create_table_artifact(
         plan.table(),
         key=PLAN_ARTIFACT_KEY,
-        description=f"Plan for: {plan.goal[:120]} — {done}/{len(plan.steps)} steps finished",
+        description=f"Plan for: {plan.goal[:120]} — {progress}",
+    )
+    create_markdown_artifact(
+        f"### Plan: {plan.goal[:200]}\n\n{progress}\n\n```mermaid\n{plan.mermaid()}\n```\n",
+        key=PLAN_GRAPH_ARTIFACT_KEY,
+        description=f"The plan as a graph, steps coloured by status — {progress}",
     )
 
 

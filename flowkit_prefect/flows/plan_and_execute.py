@@ -13,6 +13,7 @@ from flowkit_prefect.agents.planning import PlanResult, run_plan
 from flowkit_prefect.blocks.chat_models import ChatModelBlock
 from flowkit_prefect.blocks.embedders import EmbedderBlock
 from flowkit_prefect.blocks.qdrant import QdrantStore
+from flowkit_prefect.flows._lineage import artifact_asset, collection_asset, materialize
 from flowkit_prefect.flows._params import (
     DEFAULT_CHAT_MODEL,
     DEFAULT_EMBEDDER,
@@ -48,17 +49,19 @@ def plan_and_execute(
         plan_repairs: Times an invalid plan goes back to the planner with its error.
         approve_plan: Pause for a person to approve or edit the plan in the UI before it runs.
     """
+    store: QdrantStore | None = None
     planner_block = resolve_block(planner, ChatModelBlock)
     executor_block = resolve_block(executor_model, ChatModelBlock)
     registry = ExecutorRegistry()
     registry.register("llm", llm_executor(executor_block), "answer or write text with a model")
     if collection:
+        store = resolve_block(qdrant_store, QdrantStore)
         embeddings = resolve_block(embedder, EmbedderBlock).get_embeddings()
         registry.register(
             "rag",
             rag_executor(
                 executor_block.get_chat_model(),
-                resolve_block(qdrant_store, QdrantStore),
+                store,
                 embeddings,
                 collection,
             ),
@@ -74,5 +77,14 @@ def plan_and_execute(
         plan_repairs=plan_repairs,
         approve_plan=approve_plan,
     )
+    summary = artifact_asset("plan-summary", "Summaries of plan-and-execute runs.")
+    metadata = {
+        "steps": len(result.plan.steps),
+        "completed": result.completed,
+        "failed": result.failed,
+        "blocked": result.blocked,
+    }
+    read = [collection_asset(store, collection)] if store and collection else []
+    materialize([summary], read, {summary.key: metadata}, "record-plan")
     print(result.summary)
     return result

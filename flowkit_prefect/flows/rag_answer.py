@@ -14,6 +14,7 @@ from flowkit_prefect.blocks.chat_models import ChatModelBlock
 from flowkit_prefect.blocks.embedders import EmbedderBlock
 from flowkit_prefect.blocks.qdrant import QdrantStore
 from flowkit_prefect.exceptions import ConfigurationError
+from flowkit_prefect.flows._lineage import artifact_asset, collection_asset, materialize
 from flowkit_prefect.flows._params import (
     DEFAULT_CHAT_MODEL,
     DEFAULT_COLLECTION,
@@ -126,6 +127,17 @@ def rag_answer(
         answer_markdown(result),
         key=ANSWER_ARTIFACT_KEY,
         description=f"Answer to: {question[:80]}",
+    )
+    answers = artifact_asset(ANSWER_ARTIFACT_KEY, "Answers of rag-answer, with their sources.")
+    metadata = {
+        "collection": collection,
+        "mode": result.mode,
+        "retrieved": result.retrieved,
+        "citations": len(result.citations),
+        "model": result.model,
+    }
+    materialize(
+        [answers], [collection_asset(store, collection)], {answers.key: metadata}, "record-answer"
     )
     get_run_logger().info("Answer: %s", result.answer)
     return result

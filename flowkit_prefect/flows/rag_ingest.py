@@ -27,6 +27,7 @@ from flowkit_prefect.blocks.embedders import EmbedderBlock
 from flowkit_prefect.blocks.qdrant import QdrantStore
 from flowkit_prefect.exceptions import ConfigurationError
 from flowkit_prefect.flows._document_checks import DocumentChecks, check_documents
+from flowkit_prefect.flows._lineage import collection_asset, corpus_asset, materialize
 from flowkit_prefect.flows._params import (
     DEFAULT_COLLECTION,
     DEFAULT_EMBEDDER,
@@ -36,6 +37,7 @@ from flowkit_prefect.flows._params import (
 )
 from flowkit_prefect.retrieval.chunking import ChunkingOptions
 from flowkit_prefect.retrieval.loaders import DEFAULT_MAX_FILE_BYTES
+from flowkit_prefect.retrieval.store import count_points
 from flowkit_prefect.retrieval.tasks import (
     chunk_documents,
     delete_stale_chunks,
@@ -164,7 +166,7 @@ def rag_ingest(
     chunks = chunk_documents(_opaque(documents), chunking or ChunkingOptions(), corpus_scope)
     progress.update(5.0)
     # One store session for the run: an embedded store is opened (and locked) once, not per task.
-    with store.session():
+    with store.session() as client:
         plan = prepare_upserts(
             store,
             collection,
@@ -187,6 +189,7 @@ def rag_ingest(
             # a quarantined document keeps the chunks of its last good version
             _opaque(sorted({c.source for c in chunks} | {q.source for q in quarantined})),
         )
+        points = count_points(client, collection)
     progress.update(100.0)
 
     chunk_counts: dict[str, int] = {}
@@ -213,6 +216,7 @@ def rag_ingest(
         deleted,
     ).model_copy(update={"store_engine": store.engine_name})
     _publish(summary, embedder_block.model_label)
+    _materialize_collection(store, folder, corpus_scope, summary, points, embedder_block)
     logger.info(
         "Ingest into %r (%s): %d found, %d ingested, %d skipped, %d chunks written, %d deleted",
         collection,
@@ -224,6 +228,31 @@ def rag_ingest(
         summary.chunks_deleted,
     )
     return summary
+
+
+def _materialize_collection(
+    store: QdrantStore,
+    folder: str | None,
+    scope: str,
+    summary: IngestSummary,
+    points: int,
+    embedder: EmbedderBlock,
+) -> None:
+    """The collection as a Prefect asset made from the corpus, with what this run changed."""
+    asset = collection_asset(store, summary.collection)
+    metadata = {
+        "points": points,
+        "chunks_written": summary.chunks_written,
+        "chunks_deleted": summary.chunks_deleted,
+        "documents_ingested": summary.ingested,
+        "documents_skipped": summary.skipped,
+        "embedder": embedder.model_label,
+        "scope": scope,
+        "store_engine": summary.store_engine,
+    }
+    materialize(
+        [asset], [corpus_asset(folder, scope)], {asset.key: metadata}, "materialize-collection"
+    )
 
 
 EMBED_BATCHES_IN_FLIGHT = 4

@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from flowkit_prefect._atomic import atomic_path
+from flowkit_prefect.flows._lineage import file_asset, materialize
 from flowkit_prefect.validation import CheckpointResult, validate_file
 
 
@@ -90,6 +91,18 @@ def validated_pipeline(
     )
     suffix = source.suffix if source.suffix in (".csv", ".parquet", ".jsonl") else ".csv"
     valid_path, quarantined_path = write_outputs(result, Path(output_dir), source.stem, suffix)
+    valid_asset, quarantined_asset = file_asset(valid_path), file_asset(quarantined_path)
+    verdict = "passed" if result.success else "quarantined" if len(result.quarantined) else "failed"
+    counts = {"checkpoint": result.name, "verdict": verdict, "input_rows": result.input_rows}
+    materialize(
+        [valid_asset, quarantined_asset],
+        [file_asset(source)],
+        {
+            valid_asset.key: {**counts, "rows": len(result.valid)},
+            quarantined_asset.key: {**counts, "rows": len(result.quarantined)},
+        },
+        "record-outputs",
+    )
     report = PipelineReport(
         source=str(source),
         success=result.success,

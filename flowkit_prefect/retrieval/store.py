@@ -200,6 +200,11 @@ def _vectors(dense: Sequence[float], terms: tuple[list[int], list[float]] | None
     return named
 
 
+def count_points(client: QdrantBase, collection: str) -> int:
+    """How many points the collection holds now (exact)."""
+    return client.count(collection, exact=True).count
+
+
 def _count(client: QdrantBase, collection: str, flt: models.Filter) -> int:
     return client.count(collection, count_filter=flt, exact=True).count
 
