@@ -16,6 +16,7 @@ from flowkit_prefect.codegen.problem import CodeProblem, TestCase
 from flowkit_prefect.codegen.results import CodeGenOptions, CodeGenResult
 from flowkit_prefect.exceptions import ConfigurationError
 from flowkit_prefect.flows._params import DEFAULT_CHAT_MODEL, DEFAULT_SANDBOX, BlockRef
+from flowkit_prefect.llm import track_usage
 
 
 def build_problem(
@@ -82,12 +83,13 @@ def code_generation(
     problem = build_problem(
         statement, entry_point, public_tests, context, humaneval, humaneval_task_id
     )
-    result = generate_code(
-        resolve_block(chat_model, ChatModelBlock),
-        problem,
-        sandbox=resolve_block(sandbox, CodeSandbox),
-        options=options or CodeGenOptions(),
-    )
+    with track_usage():  # the flowkit-llm-usage table: tokens and cost of every attempt
+        result = generate_code(
+            resolve_block(chat_model, ChatModelBlock),
+            problem,
+            sandbox=resolve_block(sandbox, CodeSandbox),
+            options=options or CodeGenOptions(),
+        )
     passed = sum(t.passed for t in result.tests)
     print(
         f"{problem.entry_point}: {result.stop_reason}; {passed}/{len(result.tests)} tests pass "

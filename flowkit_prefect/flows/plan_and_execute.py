@@ -20,6 +20,7 @@ from flowkit_prefect.flows._params import (
     DEFAULT_QDRANT_STORE,
     BlockRef,
 )
+from flowkit_prefect.llm import track_usage
 
 
 @flow(name="plan-and-execute", log_prints=True, persist_result=True)
@@ -67,16 +68,17 @@ def plan_and_execute(
             ),
             f"look facts up in the document collection '{collection}', with citations",
         )
-    result = run_plan(
-        planner_block,
-        goal,
-        registry,
-        summarizer=executor_block,
-        max_steps=max_steps,
-        step_retries=step_retries,
-        plan_repairs=plan_repairs,
-        approve_plan=approve_plan,
-    )
+    with track_usage():  # the flowkit-llm-usage table: planner, executors and summary
+        result = run_plan(
+            planner_block,
+            goal,
+            registry,
+            summarizer=executor_block,
+            max_steps=max_steps,
+            step_retries=step_retries,
+            plan_repairs=plan_repairs,
+            approve_plan=approve_plan,
+        )
     summary = artifact_asset("plan-summary", "Summaries of plan-and-execute runs.")
     metadata = {
         "steps": len(result.plan.steps),

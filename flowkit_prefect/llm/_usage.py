@@ -131,7 +131,8 @@ def track_usage(budget: Budget | None = None, publish: bool = True) -> Iterator[
 
 
 def publish_usage(tracker: UsageTracker | None = None) -> None:
-    """Create the ``flowkit-llm-usage`` table artifact for this run."""
+    """Create the ``flowkit-llm-usage`` table artifact for this run and, in a deployment, the
+    ``flowkit-llm-usage-<flow>-<deployment>`` sum over its recent runs."""
     from prefect.artifacts import create_table_artifact
 
     tracker = tracker or current_tracker()
@@ -146,6 +147,14 @@ def publish_usage(tracker: UsageTracker | None = None) -> None:
         ),
         _sync=True,  # pyright: ignore[reportCallIssue]  # async_dispatch: also in async flows
     )
+    from flowkit_prefect.llm._deployment_usage import publish_deployment_usage
+
+    try:
+        publish_deployment_usage(USAGE_ARTIFACT_KEY)
+    except Exception as exc:  # a summary of past runs must never fail this one
+        from prefect.logging import get_logger
+
+        get_logger("flowkit.llm").warning("Deployment usage summary not published: %s", exc)
 
 
 def emit_call_event(usage: CallUsage, flow_run_id: str | None) -> None:
