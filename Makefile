@@ -87,7 +87,7 @@ docker-run: install ## the demo in containers: Docker work pool flowkit-docker (
 TEST_ENV := env -u PREFECT_API_URL -u PREFECT_UI_URL -u PREFECT_HOME
 
 test: install ## run the test suite (starts its own Prefect server, worker and models)
-	$(TEST_ENV) $(PY) -m pytest -ra
+	$(TEST_ENV) $(PY) -m pytest -ra --durations=15
 
 test-fast: install ## the tests without the end-to-end deployment and offline-model tests
 	$(TEST_ENV) $(PY) -m pytest -ra -m "not e2e and not local_model"

@@ -294,3 +294,19 @@ def test_the_history_is_shared_by_processes_not_kept_in_one(harness: str) -> Non
 
     with pytest.raises(DataAnomalyError, match="60 rows against a median of 300 over 1 run"):
         this_worker()
+
+
+def test_every_checkpoint_in_a_run_keeps_history_for_monitors_added_later(harness: str) -> None:
+    from prefect import flow
+
+    name = f"later-{uuid.uuid4().hex[:8]}"
+
+    @flow
+    def pipeline(data: pd.DataFrame, monitors: dict | None = None) -> list[str]:
+        result = validate_dataframe(data, SUITE, name=name, monitors=monitors)
+        return [anomaly.label for anomaly in result.anomalies]
+
+    assert pipeline(batch(300)) == []  # no monitors: measured and recorded, not judged
+    assert [h.rows for h in read_history(name, 5)] == [300]
+    with pytest.raises(DataAnomalyError, match="median of 300 over 1 run"):
+        pipeline(batch(30), monitors={"volume": {}})

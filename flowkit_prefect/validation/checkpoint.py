@@ -126,7 +126,7 @@ def run_checkpoint(
     )
     if data_docs_dir is not None:
         summary.data_docs = _data_docs(run, data_docs_dir, name, logger)
-    if config is not None:
+    if config is not None or publish:
         summary.monitors = _monitor(data, name, config, publish)
 
     failed_by_policy = bool(errors) and (policy == "fail" or bool(table_errors))
@@ -282,10 +282,14 @@ def _drift_message(name: str, drift: SchemaDrift, snapshot: str | Path | None) -
 
 
 def _monitor(
-    data: pd.DataFrame, name: str, config: MonitorConfig, publish: bool
+    data: pd.DataFrame, name: str, config: MonitorConfig | None, publish: bool
 ) -> list[MonitorResult]:
-    """Measure the batch, judge it against the history, append it to the history."""
-    metrics = measure(data, config.timestamp_column)
+    """Measure the batch, judge it against the history (when monitors are configured), and
+    append it to the history (in a run), so monitors added later have runs to compare with."""
+    metrics = measure(data, config.timestamp_column if config else None)
+    if config is None:
+        history.record(name, metrics)
+        return []
     past = history.read_history(name, config.history) if publish else []
     results = evaluate(config, metrics, past)
     metrics.anomalies = [result.label for result in results if result.anomalous]
