@@ -84,8 +84,11 @@ def cmd_show_answer(args: argparse.Namespace) -> None:
 
     wanted = [ANSWER_ARTIFACT_KEY, SUMMARY_ARTIFACT_KEY, USAGE_ARTIFACT_KEY]
     keys = ArtifactCollectionFilterKey(any_=wanted)
+    from flowkit_prefect.flows._lineage import artifact_asset, describe_lineage
+
     with get_client(sync_client=True) as client:
         found = client.read_latest_artifacts(artifact_filter=ArtifactCollectionFilter(key=keys))
+        lineage = describe_lineage(client, artifact_asset(ANSWER_ARTIFACT_KEY, "").key)
     latest = {artifact.key: artifact for artifact in found}
     if ANSWER_ARTIFACT_KEY not in latest:
         raise FlowkitError("No rag-answer artifact yet: run the rag-answer deployment first.")
@@ -101,6 +104,12 @@ def cmd_show_answer(args: argparse.Namespace) -> None:
         print(f"\nThis run in the Prefect UI: {ui}/runs/flow-run/{answer.flow_run_id}")
     print(f"All runs:                   {ui}/runs")
     print(f"Artifacts (answer, ingest summary, progress): {ui}/artifacts")
+    if lineage:
+        print(
+            "\nLineage (Prefect assets; the events are in the Event Feed, filter prefect.asset.*):"
+        )
+        print("\n".join(f"  {line}" for line in lineage))
+        print(f"Event Feed: {ui}/events")
 
 
 def cmd_docker_up(args: argparse.Namespace) -> None:

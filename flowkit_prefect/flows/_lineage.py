@@ -99,3 +99,38 @@ def materialize(
         persist_result=False,
     )
     task(dict(metadata or {}))
+
+
+def latest_materialization(client: Any, key: str) -> Any | None:
+    """The newest ``prefect.asset.materialization.succeeded`` event of ``key`` (last 24 h)."""
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    flt = EventFilter(
+        event=EventNameFilter(name=["prefect.asset.materialization.succeeded"]),
+        resource=EventResourceFilter(id=[key]),
+    )
+    events = client.read_events(filter=flt, limit=1).events
+    return events[0] if events else None
+
+
+def upstream_of(event: Any) -> list[str]:
+    """The asset keys a materialization event names as its upstream."""
+    return [r.id for r in event.related if r.role == "asset"]
+
+
+def describe_lineage(client: Any, key: str) -> list[str]:
+    """``key``'s lineage as text lines, newest materializations first: what it was made from,
+    and what those were made from (one level further), with their metadata."""
+    event = latest_materialization(client, key)
+    if event is None:
+        return []
+    lines = [f"{key}  <- {', '.join(upstream_of(event)) or '(no upstream asset)'}"]
+    for upstream in upstream_of(event):
+        made = latest_materialization(client, upstream)
+        if made is None:
+            continue
+        facts = ", ".join(f"{name} {value}" for name, value in (made.payload or {}).items())
+        lines.append(f"{upstream}  <- {', '.join(upstream_of(made)) or '(none)'}")
+        if facts:
+            lines.append(f"    {facts}")
+    return lines
