@@ -10,13 +10,16 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
+from uuid import UUID
 
 import pytest
 
 from flowkit_prefect import QdrantStore, _stack
 from flowkit_prefect.exceptions import StoreBusyError
+from tests.browser import UiBrowser, screenshot_dir, slug, ui_browser
 from tests.fault_proxy import FAULTS, fault_proxy
 from tests.helpers import free_port, llama_server
 
@@ -132,6 +135,151 @@ def test_deploy_and_run_the_templates(stack: dict) -> None:
 
     _check_runs_and_artifacts(local.api_url, stack["root"])
     _check_the_answer_cites_the_fact(shown, stack["root"])
+
+
+class UiCheck(NamedTuple):
+    """One page of the Prefect UI for the latest run of ``flow``: a tab of the flow run's page
+    ("Task Runs", "Artifacts", "Logs", ...) or ``artifact:<key>`` (that run's latest artifact of
+    the key, on its own page), and what must show there: texts, or ``css=``/``xpath=``
+    selectors (tests/browser.py). ``ui="v2"``: the V2 UI at /v2 (it renders Mermaid)."""
+
+    flow: str
+    page: str
+    expected: list[str]
+    ui: str = "v1"
+
+
+_PLAN_GOAL = _preset("sample-plan.json")["goal"]
+
+UI_CHECKS = [
+    UiCheck("rag-ingest", "Task Runs", ["load-documents", "chunk-documents", "embed-chunks",
+                                        "upsert-chunks", "validate-rag-ingest-documents"]),
+    UiCheck("rag-ingest", "Artifacts", ["rag-ingest-summary", "rag-ingest-progress",
+                                        "rag-ingest-skipped", "validation-rag-ingest-documents"]),
+    UiCheck("rag-ingest", "artifact:rag-ingest-summary",
+            ["Ingest into", "handbook/refunds.md", "drafts/empty-note.txt", "empty file"]),
+    UiCheck("rag-ingest", "artifact:rag-ingest-progress", ["Progress: 100%"]),
+    UiCheck("rag-answer", "Task Runs", ["search-chunks", "answer-question", "answer ["]),
+    UiCheck("rag-answer", "Artifacts", ["rag-answer", "flowkit-llm-usage"]),
+    UiCheck("rag-answer", "artifact:rag-answer",
+            [_preset("sample-question.json")["question"], "45 days", "Sources",
+             "handbook/refunds.md"]),
+    UiCheck("rag-answer", "artifact:flowkit-llm-usage",
+            ["SmolLM2-135M-Instruct", "input_tokens", "output_tokens"]),
+    UiCheck("validated-pipeline", "Task Runs", ["validate-orders"]),
+    UiCheck("validated-pipeline", "Artifacts", ["validation-orders", "validation-orders-summary"]),
+    UiCheck("validated-pipeline", "artifact:validation-orders",
+            ["expect_column_values_to_not_be_null(order_id)",
+             "expect_column_values_to_be_between(amount)",
+             "expect_column_values_to_be_in_set(currency)",
+             "expect_column_values_to_match_regex(customer_email)"]),
+    UiCheck("validated-pipeline", "artifact:validation-orders-summary",
+            ["Validation checkpoint", "Failed expectations", "Schema drift"]),
+    UiCheck("plan-and-execute", "Task Runs", ["plan [", "step s1", "summarize-plan"]),
+    UiCheck("plan-and-execute", "Artifacts", ["plan-status", "plan-graph", "plan-summary"]),
+    UiCheck("plan-and-execute", "artifact:plan-status", [_PLAN_GOAL[:60], "depends_on", "s1"]),
+    UiCheck("plan-and-execute", "artifact:plan-summary", ["Plan summary", "s1"]),
+    # the V2 UI renders the plan's Mermaid graph as an SVG (the V1 UI shows its source)
+    UiCheck("plan-and-execute", "artifact:plan-graph",
+            ["css=svg[aria-roledescription^=flowchart]", _PLAN_GOAL[:60], "s1"], ui="v2"),
+]  # fmt: skip
+
+
+class EventCheck(NamedTuple):
+    """The Event Feed filtered to these event names (a trailing ``*``: a prefix), and what must
+    show there (texts or css=/xpath= selectors)."""
+
+    events: list[str]
+    expected: list[str]
+
+
+EVENT_CHECKS = [
+    EventCheck(["flowkit.*"], ["flowkit.validation.failed", "flowkit.validation.passed",
+                               "flowkit.llm.call"]),
+    # lineage: the corpus -> collection -> answers assets of the runs
+    EventCheck(["prefect.asset.*"], ["prefect.asset.materialization.succeeded",
+                                     "prefect.asset.referenced", "qdrant://"]),
+]  # fmt: skip
+
+
+def _latest_runs(api_url: str, flows: set[str]) -> dict[str, str]:
+    """The id of each named flow's latest flow run; skips when a flow has none (the runs come
+    from test_deploy_and_run_the_templates)."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    with SyncPrefectClient(api_url) as client:
+        names = {f.id: f.name for f in client.read_flows()}
+        latest: dict[str, Any] = {}
+        for run in client.read_flow_runs(limit=200):
+            name = names.get(run.flow_id)
+            if name in flows and (name not in latest or run.created > latest[name].created):
+                latest[name] = run
+    missing = sorted(flows - latest.keys())
+    if missing:
+        pytest.skip(
+            f"no flow run of {', '.join(missing)} on the test server: the UI test checks the "
+            "runs of test_deploy_and_run_the_templates, which did not run or failed"
+        )
+    return {name: str(run.id) for name, run in latest.items()}
+
+
+def _latest_artifacts(api_url: str, run_ids: Iterable[str]) -> dict[tuple[str, str], str]:
+    """(flow run id, artifact key) -> the id of that run's latest artifact of the key."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    ids = [UUID(run_id) for run_id in run_ids]
+    with SyncPrefectClient(api_url) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)),
+            limit=200,
+        )
+    latest: dict[tuple[str, str], Any] = {}
+    for artifact in artifacts:
+        at = (str(artifact.flow_run_id), artifact.key or "")
+        if at not in latest or artifact.created > latest[at].created:
+            latest[at] = artifact
+    return {at: str(artifact.id) for at, artifact in latest.items()}
+
+
+def check_ui_page(
+    browser: UiBrowser, run_id: str, artifacts: dict[tuple[str, str], str], check: UiCheck
+) -> None:
+    """Open one UiCheck's page, wait for what it expects, save its screenshot
+    ``<flow>[-v2]-<page>.png`` (artifacts: _latest_artifacts of the runs)."""
+    shot = "-".join([check.flow, *([check.ui] if check.ui != "v1" else []), slug(check.page)])
+    if check.page.startswith("artifact:"):
+        key = check.page.removeprefix("artifact:")
+        assert (run_id, key) in artifacts, f"{check.flow} run {run_id} has no artifact {key!r}"
+        browser.open_artifact(artifacts[run_id, key], check.expected, shot, ui=check.ui)
+    else:
+        browser.open_flow_run(run_id, check.page, check.expected, shot, ui=check.ui)
+
+
+@pytest.mark.ui
+def test_the_ui_shows_the_runs_artifacts_and_events(stack: dict, tmp_path: Path) -> None:
+    """Debian's headless Chromium opens the latest runs of rag-ingest, rag-answer,
+    validated-pipeline and plan-and-execute in the Prefect UI (their task runs, artifacts and
+    the artifacts' content) and the Event Feed (flowkit's events): UI_CHECKS, EVENT_CHECKS.
+    Runs after test_deploy_and_run_the_templates, on its server and runs."""
+    local = stack["stack"]
+    runs = _latest_runs(local.api_url, {check.flow for check in UI_CHECKS})
+    artifacts = _latest_artifacts(local.api_url, runs.values())
+    started = time.monotonic()
+    with ui_browser(local.ui_url, screenshot_dir(tmp_path)) as browser:
+        for check in UI_CHECKS:
+            check_ui_page(browser, runs[check.flow], artifacts, check)
+        for check in EVENT_CHECKS:
+            browser.open_events(
+                check.events, check.expected, "events-" + slug("-".join(check.events))
+            )
+        shots, blocked, unknown = browser.shots, browser.blocked, browser.blocked_unknown
+    print(
+        f"{len(shots)} UI pages checked in {time.monotonic() - started:.1f} s: "
+        + ", ".join(path.name for path in shots)
+        + f"; {len(blocked)} requests off loopback aborted ({sorted(set(blocked))})"
+    )
+    assert not unknown, f"the UI requested non-loopback addresses (aborted): {unknown}"
 
 
 def _count_points(root: Path, collection: str) -> int:
