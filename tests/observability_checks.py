@@ -45,12 +45,14 @@ def check_lineage(api_url: str, repo: Path) -> None:
     collection_key = latest.resource.id
 
     for artifact in ("rag-answer", "plan-summary"):
-        (answers, *_) = _events(api_url, MATERIALIZED, f"prefect-artifact://{artifact}")
+        (answers, *_) = _events(api_url, MATERIALIZED, f"prefect://artifacts/{artifact}")
         assert (collection_key, "asset") in {(r.id, r.role) for r in answers.related}, artifact
     referenced = _events(api_url, "prefect.asset.referenced", collection_key)
     assert referenced, "nothing referenced the collection"
 
-    outputs = {e.resource.id.rsplit("/", 1)[-1]: e for e in _events(api_url, MATERIALIZED, "file://")}
+    outputs = {
+        e.resource.id.rsplit("/", 1)[-1]: e for e in _events(api_url, MATERIALIZED, "file://")
+    }
     assert outputs["orders.valid.csv"].payload["rows"] == 195
     assert outputs["orders.quarantined.csv"].payload["verdict"] == "quarantined"
 

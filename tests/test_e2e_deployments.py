@@ -19,6 +19,7 @@ import pytest
 
 from flowkit_prefect import QdrantStore, _stack
 from flowkit_prefect.exceptions import StoreBusyError
+from tests import observability_checks
 from tests.browser import UiBrowser, screenshot_dir, slug, ui_browser
 from tests.fault_proxy import FAULTS, fault_proxy
 from tests.helpers import free_port, llama_server
@@ -135,6 +136,10 @@ def test_deploy_and_run_the_templates(stack: dict) -> None:
 
     _check_runs_and_artifacts(local.api_url, stack["root"])
     _check_the_answer_cites_the_fact(shown, stack["root"])
+    # what the runs left to observe: asset lineage, usage summed per deployment
+    assert "Lineage (Prefect assets" in shown and "qdrant://" in shown
+    observability_checks.check_lineage(local.api_url, REPO)
+    observability_checks.check_deployment_usage(local.api_url)
 
 
 class UiCheck(NamedTuple):
@@ -683,3 +688,12 @@ def test_a_sentinel_api_key_never_shows(stack: dict, flaky_runs: dict) -> None:
     assert any(path.parent.name == "storage" or "storage" in path.parts for path in files)
     leaked = [str(path) for path in files if SENTINEL.encode() in path.read_bytes()]
     assert leaked == [], leaked
+
+
+def test_a_planted_volume_drop_raises_an_anomaly_event(stack: dict) -> None:
+    """The issue's check: after the demo's validated-pipeline runs, the sample data's first 40
+    rows as the same dataset fail the run with a flowkit.validation.anomaly event. Last in the
+    module: it adds a failed run that the earlier tests' run counts do not expect."""
+    observability_checks.check_planted_volume_drop(
+        stack["stack"].api_url, REPO, stack["env"], str(BIN / "prefect")
+    )

@@ -141,3 +141,33 @@ def test_the_outputs_are_assets_made_from_the_input(harness: str, tmp_path: Path
     quarantined_key = valid_key.replace("orders.valid.csv", "orders.quarantined.csv")
     (held,) = wait_for_events("prefect.asset.materialization.succeeded", quarantined_key)
     assert held.payload["rows"] == 5
+
+
+def test_every_asset_key_the_templates_build_is_one_prefect_accepts(tmp_path: Path) -> None:
+    from prefect.assets import Asset
+
+    from flowkit_prefect import QdrantStore
+    from flowkit_prefect.flows._lineage import (
+        artifact_asset,
+        collection_asset,
+        corpus_asset,
+        file_asset,
+    )
+
+    odd = tmp_path / "a b#c%d"
+    built = [
+        artifact_asset("rag-answer", "answers"),
+        artifact_asset("plan-summary", "plans"),
+        collection_asset(QdrantStore(location=str(odd)), "docs"),
+        collection_asset(QdrantStore(location="http://127.0.0.1:6333/"), "docs"),
+        collection_asset(QdrantStore(location=":memory:"), "docs"),
+        corpus_asset(str(odd), "x"),
+        corpus_asset(None, "my records"),
+        file_asset(odd / "out.csv"),
+    ]
+    for asset in built:
+        assert Asset(key=asset.key).key == asset.key  # Prefect's own key validation
+    assert built[0].key == "prefect://artifacts/rag-answer"
+    assert built[3].key == "qdrant://127.0.0.1:6333/docs"
+    assert built[4].key == "qdrant://memory/docs"
+    assert built[6].key == "flowkit://records/my-records"

@@ -2,7 +2,7 @@
 
 ``rag-ingest`` materializes its Qdrant collection (``qdrant://<store>/<collection>``) from its
 corpus (``file://<folder>`` or ``flowkit://records/<scope>``); ``rag-answer`` and
-``plan-and-execute`` materialize their answers (``prefect-artifact://<key>``) from the
+``plan-and-execute`` materialize their answers (``prefect://artifacts/<key>``) from the
 collection they read; ``validated-pipeline`` materializes its valid and quarantined files from
 the input file. Each materialization is a ``MaterializingTask`` run, so Prefect emits its
 ``prefect.asset.materialization.succeeded`` event (metadata in the payload, the upstream assets
@@ -69,9 +69,9 @@ def corpus_asset(folder: str | Path | None, scope: str) -> Asset:
 
 
 def artifact_asset(key: str, description: str) -> Asset:
-    """``prefect-artifact://<key>``: the versions of a keyed artifact, e.g. the answers."""
+    """``prefect://artifacts/<key>``: the versions of a keyed artifact, e.g. the answers."""
     return Asset(
-        key=f"prefect-artifact://{key}",
+        key=f"prefect://artifacts/{key}",
         properties=AssetProperties(name=f"Artifact {key}", description=description),
     )
 
