@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from flowkit_prefect.validation import (
 )
 from flowkit_prefect.validation.history import metrics_key, read_history, trend_key
 from flowkit_prefect.validation.monitors import evaluate
+from tests.helpers import wait_for_events
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = {
@@ -163,22 +163,6 @@ def test_the_suite_meta_and_the_block_configure_monitors() -> None:
 # --- on a Prefect server ---------------------------------------------------------------------
 
 
-def _events(name: str, resource: str, count: int = 1, timeout: float = 20.0) -> list[Any]:
-    from prefect import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
-
-    flt = EventFilter(
-        event=EventNameFilter(name=[name]), resource=EventResourceFilter(id=[resource])
-    )
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            events = client.read_events(filter=flt, limit=20).events
-            if len(events) >= count or time.monotonic() > deadline:
-                return events
-            time.sleep(0.5)
-
-
 def _artifact_rows(key: str) -> list[dict[str, Any]]:
     from prefect.artifacts import Artifact
 
@@ -206,7 +190,7 @@ def test_a_planted_volume_drop_fails_the_run_with_an_anomaly_event_and_trend(
 
     for seed, rows in enumerate((200, 210, 195)):
         assert pipeline(batch(rows, seed=seed)) == rows
-    assert len(_events("flowkit.validation.passed", resource, count=3)) == 3
+    assert len(wait_for_events("flowkit.validation.passed", resource, count=3)) == 3
     history = read_history(name, 10)
     assert [h.rows for h in history] == [195, 210, 200]  # newest first, from the server
 
@@ -215,7 +199,7 @@ def test_a_planted_volume_drop_fails_the_run_with_an_anomaly_event_and_trend(
     assert isinstance(err.value, ValidationFailedError)
     assert [a.label for a in err.value.result.anomalies] == ["volume", "null_rate(email)"]
 
-    (anomaly,) = _events("flowkit.validation.anomaly", resource)
+    (anomaly,) = wait_for_events("flowkit.validation.anomaly", resource)
     assert anomaly.payload == {
         "rows": 40,
         "anomalies": 2,
@@ -223,7 +207,7 @@ def test_a_planted_volume_drop_fails_the_run_with_an_anomaly_event_and_trend(
         "errors": 1,
     }
     assert any(r.get("prefect.resource.role") == "flow-run" for r in anomaly.related)
-    assert _events("flowkit.validation.failed", resource)
+    assert wait_for_events("flowkit.validation.failed", resource)
     text = json.dumps(anomaly.payload) + json.dumps(dict(anomaly.resource))
     assert "example.com" not in text  # names and counts, never data values
 
@@ -253,9 +237,9 @@ def test_a_warning_monitor_reports_and_the_run_goes_on(harness: str) -> None:
     assert pipeline(batch(100)) == []
     assert pipeline(batch(500)) == ["volume"]
     resource = f"flowkit.checkpoint.{name}"
-    assert _events("flowkit.validation.anomaly", resource)[0].payload["errors"] == 0
-    assert len(_events("flowkit.validation.passed", resource, count=2)) == 2
-    assert not _events("flowkit.validation.failed", resource, timeout=1)
+    assert wait_for_events("flowkit.validation.anomaly", resource)[0].payload["errors"] == 0
+    assert len(wait_for_events("flowkit.validation.passed", resource, count=2)) == 2
+    assert not wait_for_events("flowkit.validation.failed", resource, timeout=1)
 
 
 def test_the_history_is_shared_by_processes_not_kept_in_one(harness: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import pickle
 import re
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from flowkit_prefect.validation import (
     validate_file,
 )
 from flowkit_prefect.validation.quarantine import split_rows
+from tests.helpers import wait_for_events
 
 NOT_NULL_ID = "expect_column_values_to_not_be_null(id)"
 AMOUNT_RANGE = "expect_column_values_to_be_between(amount)"
@@ -437,22 +437,6 @@ def test_data_docs(orders: pd.DataFrame, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- on a Prefect server
 
 
-def _read_events(name: str, resource: str, timeout: float = 15.0) -> list[Any]:
-    from prefect import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
-
-    flt = EventFilter(
-        event=EventNameFilter(name=[name]), resource=EventResourceFilter(id=[resource])
-    )
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            events = client.read_events(filter=flt, limit=10).events
-            if events or time.monotonic() > deadline:
-                return events
-            time.sleep(0.5)
-
-
 def test_checkpoint_in_a_flow_publishes_artifacts_and_an_event(
     harness: str, orders: pd.DataFrame
 ) -> None:
@@ -485,7 +469,7 @@ def test_checkpoint_in_a_flow_publishes_artifacts_and_an_event(
     assert summary is not None and summary.type == "markdown"
     assert "QUARANTINED 2 rows" in summary.data and "| 6 | 4 | 2 |" in summary.data
 
-    events = _read_events("flowkit.validation.quarantined", f"flowkit.checkpoint.{slug}")
+    events = wait_for_events("flowkit.validation.quarantined", f"flowkit.checkpoint.{slug}")
     assert len(events) == 1
     assert events[0].payload == {
         "rows": 6,
@@ -524,8 +508,8 @@ def test_failing_file_checkpoint_fails_the_flow_after_reporting(
 
     result = clean_pipeline()
     assert result.success and list(result.valid["order"]) == ["a", "c", "f"]
-    assert _read_events("flowkit.validation.failed", f"flowkit.checkpoint.{name}")
-    assert _read_events("flowkit.validation.passed", f"flowkit.checkpoint.{name}")
+    assert wait_for_events("flowkit.validation.failed", f"flowkit.checkpoint.{name}")
+    assert wait_for_events("flowkit.validation.passed", f"flowkit.checkpoint.{name}")
 
 
 def test_validation_suite_block_round_trip(harness: str, orders: pd.DataFrame) -> None:
