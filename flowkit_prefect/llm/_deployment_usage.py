@@ -7,22 +7,21 @@ deployment's last runs and publishes ``flowkit-llm-usage-<flow>-<deployment>``.
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
+
+from flowkit_prefect._artifacts import key_slug, table_rows
 
 RECENT_RUNS = 20
 
 
 def deployment_usage_key(flow_name: str, deployment_name: str) -> str:
     """``flowkit-llm-usage-<flow>-<deployment>`` (lowercase letters, digits and dashes)."""
-    slug = re.sub(r"[^a-z0-9]+", "-", f"{flow_name}-{deployment_name}".lower()).strip("-")
-    return f"flowkit-llm-usage-{slug}"
+    return f"flowkit-llm-usage-{key_slug(f'{flow_name}-{deployment_name}', 'deployment')}"
 
 
 def _run_totals(data: Any) -> tuple[int, int, float]:
     """Calls, tokens and cost of one run's usage table."""
-    rows = json.loads(data) if isinstance(data, str) else data
+    rows = table_rows(data)
     calls = sum(int(row.get("calls", 0)) for row in rows)
     tokens = sum(int(row.get("input_tokens", 0)) + int(row.get("output_tokens", 0)) for row in rows)
     return calls, tokens, sum(float(row.get("cost", 0.0)) for row in rows)

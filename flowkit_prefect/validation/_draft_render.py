@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from flowkit_prefect._artifacts import key_slug
 from flowkit_prefect.exceptions import ConfigurationError
 from flowkit_prefect.validation._draft_models import SuiteDraft
 
@@ -20,7 +21,7 @@ DRAFT_BANNER = "DRAFT — review before use"
 
 def draft_artifact_key(name: str) -> str:
     """The markdown artifact key of a suite's draft: ``validation-suite-draft-<slug>``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60].strip("-")
+    slug = key_slug(name, "")[:60].strip("-")
     return DRAFT_ARTIFACT_PREFIX + (slug or "suite")
 
 

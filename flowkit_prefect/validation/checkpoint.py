@@ -287,15 +287,13 @@ def _monitor(
     """Measure the batch, judge it against the history (when monitors are configured), and
     append it to the history (in a run), so monitors added later have runs to compare with."""
     metrics = measure(data, config.timestamp_column if config else None)
-    if config is None:
-        history.record(name, metrics)
-        return []
-    past = history.read_history(name, config.history) if publish else []
-    results = evaluate(config, metrics, past)
+    past = history.read_history(name, config.history) if config and publish else []
+    results = evaluate(config, metrics, past) if config else []
     metrics.anomalies = [result.label for result in results if result.anomalous]
     if publish:
         history.record(name, metrics)
-        history.publish_trend(name, config, metrics, past, results)
+        if config:
+            history.publish_trend(name, config, metrics, past, results)
     return results
 
 
@@ -362,7 +360,7 @@ def _log(
             result.label,
             result.detail,
         )
-    if drift is not None and drift.drifted:
+    if drift is not None and drifted:
         logger.warning(
             "Checkpoint %r: schema drift against %s: %s", summary.name, snapshot, drift.describe()
         )

@@ -9,10 +9,10 @@ The trend artifact ``validation-<name>-trend`` shows the last runs with the anom
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
+from flowkit_prefect._artifacts import table_rows
 from flowkit_prefect.validation.metrics import DatasetMetrics
 from flowkit_prefect.validation.monitors import MonitorConfig, MonitorResult
 from flowkit_prefect.validation.report import slugify
@@ -45,9 +45,7 @@ def read_history(name: str, runs: int) -> list[DatasetMetrics]:
     history = []
     for artifact in artifacts:
         try:
-            data: Any = artifact.data
-            rows = json.loads(data) if isinstance(data, str) else data
-            history.append(DatasetMetrics.from_rows(rows))
+            history.append(DatasetMetrics.from_rows(table_rows(artifact.data)))
         except (TypeError, ValueError, KeyError):
             continue  # a hand-made artifact under our key: not a record, not history
     return history

@@ -8,9 +8,9 @@ only, never data values, so automations can react without the event store holdin
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
+from flowkit_prefect._artifacts import key_slug
 from flowkit_prefect.validation.results import CheckpointSummary, ExpectationRow
 
 EVENT_PASSED = "flowkit.validation.passed"
@@ -22,7 +22,7 @@ _OBSERVED_CHARS = 200
 
 def slugify(name: str) -> str:
     """Lowercase letters, digits and dashes (what Prefect allows in artifact keys)."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "checkpoint"
+    return key_slug(name, "checkpoint")
 
 
 def table_key(name: str) -> str:
