@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from flowkit_prefect._atomic import atomic_path
 from flowkit_prefect.flows._lineage import file_asset, materialize
 from flowkit_prefect.validation import CheckpointResult, validate_file
+from flowkit_prefect.validation.report import outcome_event
 
 
 class PipelineReport(BaseModel):
@@ -92,7 +93,8 @@ def validated_pipeline(
     suffix = source.suffix if source.suffix in (".csv", ".parquet", ".jsonl") else ".csv"
     valid_path, quarantined_path = write_outputs(result, Path(output_dir), source.stem, suffix)
     valid_asset, quarantined_asset = file_asset(valid_path), file_asset(quarantined_path)
-    verdict = "passed" if result.success else "quarantined" if len(result.quarantined) else "failed"
+    # the outcome as the checkpoint's event names it: passed, quarantined or failed
+    verdict = outcome_event(result, failed=False).rsplit(".", 1)[-1]
     counts = {"checkpoint": result.name, "verdict": verdict, "input_rows": result.input_rows}
     materialize(
         [valid_asset, quarantined_asset],
